@@ -1,0 +1,86 @@
+"""Ticker Service web application: REST API, WebSocket relay, metrics."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+
+from app.config import INSTANCE_DIR, Settings, load_settings
+
+log = logging.getLogger("app.access")
+
+# Endpoints anyone may call: health, metrics, the API description, the dashboard,
+# and the broker's postback (which carries its own checksum).
+PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_json",
+                    "api-docs.openapi_swagger_ui", "static", "postback.kite_postback"}
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    from app.auth import authenticate, parse_api_keys
+    from app.errors import register_error_handlers
+    from app.extensions import api, metrics, sock
+    from app.logs import configure_logging, correlation_id
+
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        API_TITLE="Ticker Service",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        SOCK_SERVER_OPTIONS={"ping_interval": 20},
+    )
+    app.config.update(overrides)
+    app.extensions["api_keys"] = parse_api_keys(settings.api_keys)
+
+    api.init_app(app)
+    api.spec.components.security_scheme("ApiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    sock.init_app(app)
+    metrics.init_app(app)
+    register_error_handlers(app)
+    _register_routes(app, api)
+    _register_cli(app)
+
+    @app.before_request
+    def _start_request():
+        g.started = time.perf_counter()
+        g.correlation_id = request.headers.get("X-Correlation-ID") or uuid.uuid4().hex
+        correlation_id.set(g.correlation_id)
+        if request.endpoint not in PUBLIC_ENDPOINTS and request.endpoint is not None:
+            authenticate()
+
+    @app.after_request
+    def _finish_request(response):
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        response.headers["X-Correlation-ID"] = g.get("correlation_id", "-")
+        response.headers["X-Process-Time"] = f"{elapsed:.6f}"
+        log.info("request", extra={"method": request.method, "path": request.path,
+                                   "status": response.status_code, "duration_ms": round(elapsed * 1000, 3)})
+        return response
+
+    return app
+
+
+def _register_routes(app: Flask, api) -> None:
+    from app.api import blueprints
+
+    for blueprint in blueprints():
+        api.register_blueprint(blueprint)
+
+
+def _register_cli(app: Flask) -> None:
+    from app.cli import accounts_cli, db_cli, instruments_cli
+
+    app.cli.add_command(accounts_cli)
+    app.cli.add_command(db_cli)
+    app.cli.add_command(instruments_cli)

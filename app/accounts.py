@@ -1,0 +1,76 @@
+"""Accounts and their Kite credentials (stored encrypted, never returned or logged)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.crypto import decrypt, encrypt
+from app.models import Account
+
+
+class AccountExists(Exception):
+    pass
+
+
+class AccountNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_id: str
+    api_key: str
+    api_secret: str
+    access_token: str | None
+
+
+def add_account(session: Session, account_id: str, api_key: str, api_secret: str,
+                access_token: str | None = None) -> Account:
+    if session.get(Account, account_id) is not None:
+        raise AccountExists(account_id)
+    account = Account(id=account_id, api_key=api_key, api_secret_enc=encrypt(api_secret),
+                      access_token_enc=encrypt(access_token) if access_token else None)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def get_account(session: Session, account_id: str) -> Account:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account
+
+
+def list_accounts(session: Session) -> list[Account]:
+    return list(session.scalars(select(Account).order_by(Account.id)))
+
+
+def set_access_token(session: Session, account_id: str, access_token: str, broker_user_id: str | None) -> Account:
+    account = get_account(session, account_id)
+    account.access_token_enc = encrypt(access_token)
+    account.broker_user_id = broker_user_id
+    return account
+
+
+def credentials(account: Account) -> Credentials:
+    return Credentials(
+        account_id=account.id,
+        api_key=account.api_key,
+        api_secret=decrypt(account.api_secret_enc),
+        access_token=decrypt(account.access_token_enc) if account.access_token_enc else None,
+    )
+
+
+def public_view(account: Account) -> dict:
+    """What an API client may see of an account: no secret, no token."""
+    return {
+        "account_id": account.id,
+        "api_key": account.api_key,
+        "broker_user_id": account.broker_user_id,
+        "has_access_token": account.access_token_enc is not None,
+        "active": account.active,
+        "created_at": account.created_at.isoformat(),
+    }

@@ -1,0 +1,102 @@
+"""Accounts: admin registration, listing, and the Kite login (request_token → access token)."""
+from flask_smorest import Blueprint
+from kiteconnect import exceptions as kite_errors
+from marshmallow import Schema, fields, validate
+
+from app import accounts as account_service
+from app.auth import authenticate, require_account, require_admin
+from app.broker import exchange_request_token
+from app.db import session_scope
+from app.errors import ApiError
+
+blp = Blueprint("accounts", __name__, description="Kite accounts")
+
+ACCOUNT_ID = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="letters, digits, '_', '.', '-' (1-64)")
+
+
+class AccountCreateSchema(Schema):
+    account_id = fields.String(required=True, validate=ACCOUNT_ID)
+    api_key = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    api_secret = fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True)
+    access_token = fields.String(validate=validate.Length(min=1, max=256), load_only=True)
+
+
+class AccountSchema(Schema):
+    account_id = fields.String()
+    api_key = fields.String()
+    broker_user_id = fields.String(allow_none=True)
+    has_access_token = fields.Boolean()
+    active = fields.Boolean()
+    created_at = fields.String()
+
+
+class SessionRequestSchema(Schema):
+    request_token = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class SessionSchema(Schema):
+    account_id = fields.String()
+    broker_user_id = fields.String(allow_none=True)
+    login_time = fields.String(allow_none=True)
+
+
+@blp.route("/accounts", methods=["POST"])
+@blp.arguments(AccountCreateSchema)
+@blp.response(201, AccountSchema)
+def create_account(body):
+    """Register a Kite account (admin key). Secrets are stored encrypted and never returned."""
+    require_admin()
+    with session_scope() as session:
+        try:
+            account = account_service.add_account(session, body["account_id"], body["api_key"],
+                                                  body["api_secret"], body.get("access_token"))
+        except account_service.AccountExists:
+            raise ApiError(409, f"account {body['account_id']!r} already exists")
+        return account_service.public_view(account)
+
+
+@blp.route("/accounts", methods=["GET"])
+@blp.response(200, AccountSchema(many=True))
+def list_accounts():
+    """Accounts this API key may see (all of them for an admin key)."""
+    principal = authenticate()
+    with session_scope() as session:
+        return [account_service.public_view(a) for a in account_service.list_accounts(session)
+                if principal.may_access(a.id)]
+
+
+@blp.route("/accounts/<account_id>", methods=["GET"])
+@blp.response(200, AccountSchema)
+def get_account(account_id):
+    require_account(account_id)
+    with session_scope() as session:
+        try:
+            return account_service.public_view(account_service.get_account(session, account_id))
+        except account_service.AccountNotFound:
+            raise ApiError(404, f"account {account_id!r} not found")
+
+
+@blp.route("/accounts/<account_id>/session", methods=["POST"])
+@blp.arguments(SessionRequestSchema)
+@blp.response(200, SessionSchema)
+def create_session(body, account_id):
+    """Exchange a Kite `request_token` for an access token (admin key), with the official client."""
+    require_admin()
+    with session_scope() as session:
+        try:
+            creds = account_service.credentials(account_service.get_account(session, account_id))
+        except account_service.AccountNotFound:
+            raise ApiError(404, f"account {account_id!r} not found")
+    try:
+        data = exchange_request_token(creds, body["request_token"])
+    except (kite_errors.TokenException, kite_errors.InputException) as exc:
+        raise ApiError(422, f"the broker refused the request token: {exc}", "broker_rejected")
+    except kite_errors.KiteException as exc:
+        raise ApiError(503, f"broker error: {exc}", "broker_unavailable")
+    except Exception as exc:  # transport failures of the requests library
+        raise ApiError(503, f"broker unreachable: {type(exc).__name__}", "broker_unavailable")
+    with session_scope() as session:
+        account_service.set_access_token(session, account_id, data["access_token"], data.get("user_id"))
+    login_time = data.get("login_time")
+    return {"account_id": account_id, "broker_user_id": data.get("user_id"),
+            "login_time": login_time.isoformat() if hasattr(login_time, "isoformat") else login_time}

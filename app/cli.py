@@ -1,0 +1,72 @@
+"""`flask accounts …`, `flask db upgrade`, `flask instruments refresh`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from app import accounts as account_service
+from app.db import session_scope
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+accounts_cli = AppGroup("accounts", help="Kite accounts (credentials stored encrypted).")
+db_cli = AppGroup("db", help="Schema migrations (Alembic).")
+instruments_cli = AppGroup("instruments", help="The instrument registry.")
+
+
+@accounts_cli.command("add")
+@click.argument("account_id")
+@click.option("--api-key", required=True)
+@click.option("--api-secret", required=True)
+@click.option("--access-token", default=None)
+@click.option("--if-missing", is_flag=True, help="Succeed quietly when the account exists.")
+def add_account(account_id, api_key, api_secret, access_token, if_missing):
+    """Register ACCOUNT_ID with its Kite credentials."""
+    try:
+        with session_scope() as session:
+            account_service.add_account(session, account_id, api_key, api_secret, access_token)
+    except account_service.AccountExists:
+        if if_missing:
+            click.echo(f"account {account_id} already registered")
+            return
+        raise click.ClickException(f"account {account_id} already exists")
+    click.echo(f"account {account_id} added")
+
+
+@accounts_cli.command("list")
+def list_accounts():
+    """List accounts (never their secrets)."""
+    with session_scope() as session:
+        for account in account_service.list_accounts(session):
+            view = account_service.public_view(account)
+            token = "token set" if view["has_access_token"] else "no token"
+            click.echo(f"{view['account_id']}\tapi_key={view['api_key']}\t{token}")
+
+
+def alembic_config(database_url: str | None = None):
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if database_url:
+        config.attributes["database_url"] = database_url
+    return config
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def upgrade(revision):
+    """Migrate the database (DATABASE_URL) to REVISION (default head)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(), revision)
+
+
+@instruments_cli.command("refresh")
+def refresh_instruments():
+    """Load the broker's instrument dump now, in this process."""
+    from workers.tasks.maintenance import refresh_instruments as task
+
+    click.echo(f"{task.run()} instruments loaded")

@@ -1,0 +1,83 @@
+"""Every setting of the service, read from the environment in this one place.
+
+Defaults run on one machine with nothing installed: a SQLite file under
+``instance/``, the paper broker on localhost, and a Redis URL handed over by
+the launcher (``scripts/launch.py``), which starts a private server when
+``REDIS_URL`` is unset.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "true" if default else "false").lower() in ("1", "true", "yes", "on")
+
+
+def _credentials_key() -> str:
+    """CREDENTIALS_KEY, or a development key kept in instance/ so restarts can decrypt."""
+    key = os.environ.get("CREDENTIALS_KEY", "").strip()
+    if key:
+        return key
+    path = INSTANCE_DIR / "credentials.key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'ticker.db'}")
+    )
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    credentials_key: str = field(default_factory=_credentials_key)
+    api_keys: str = field(default_factory=lambda: _env("API_KEYS", ""))
+    port: int = field(default_factory=lambda: int(_env("PORT", "5000")))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    max_content_length: int = field(default_factory=lambda: int(_env("MAX_CONTENT_LENGTH", str(256 * 1024))))
+
+    # Broker: the paper broker by default, real Kite in production.
+    kite_api_root: str = field(default_factory=lambda: _env("KITE_API_ROOT", "http://127.0.0.1:5100"))
+    kite_ws_root: str = field(default_factory=lambda: _env("KITE_WS_ROOT", "ws://127.0.0.1:5100/ws"))
+    broker_timeout_s: float = field(default_factory=lambda: float(_env("BROKER_TIMEOUT_S", "7")))
+
+    # Orders.
+    order_max_attempts: int = field(default_factory=lambda: int(_env("ORDER_MAX_ATTEMPTS", "5")))
+    order_retry_base_s: float = field(default_factory=lambda: float(_env("ORDER_RETRY_BASE_S", "0.5")))
+    order_retry_cap_s: float = field(default_factory=lambda: float(_env("ORDER_RETRY_CAP_S", "30")))
+    order_rate_per_second: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_SECOND", "10")))
+    order_rate_per_minute: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_MINUTE", "200")))
+
+    # Greeks and the tick stream (names as in the old ticker service).
+    option_greeks_interest_rate: float = field(
+        default_factory=lambda: float(_env("OPTION_GREEKS_INTEREST_RATE", "0.10"))
+    )
+    option_greeks_dividend_yield: float = field(
+        default_factory=lambda: float(_env("OPTION_GREEKS_DIVIDEND_YIELD", "0.0"))
+    )
+    tick_batch_window_ms: int = field(default_factory=lambda: int(_env("TICK_BATCH_WINDOW_MS", "100")))
+    tick_batch_max_size: int = field(default_factory=lambda: int(_env("TICK_BATCH_MAX_SIZE", "1000")))
+    max_instruments_per_ws: int = field(default_factory=lambda: int(_env("MAX_INSTRUMENTS_PER_WS", "3000")))
+    max_ws_connections: int = field(default_factory=lambda: int(_env("MAX_WS_CONNECTIONS", "3")))
+
+    # Webhooks.
+    webhook_allow_private: bool = field(default_factory=lambda: _env_bool("WEBHOOK_ALLOW_PRIVATE", False))
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,96 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raised by routes and services to answer with a given status and code."""
+
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.details = details or {}
+
+
+def error_response(status: int, message: str, code: str | None = None,
+                   details: dict[str, Any] | None = None):
+    body = {"error": {"code": code or CODES.get(status, "error"), "message": message,
+                      "details": details or {}}}
+    return jsonify(body), status
+
+
+def _http_exception(exc: HTTPException):
+    status = exc.code or 500
+    details: dict[str, Any] = {}
+    # flask-smorest / webargs put marshmallow messages in exc.data.
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if messages:
+        # webargs nests by location ({"json": {...}}); clients want the fields.
+        details = messages.get("json", messages) if isinstance(messages, dict) else {"_": messages}
+        if len(details) == 1 and "_schema" in details and isinstance(details["_schema"], list):
+            details = {"_schema": details["_schema"]}
+        if status == 400 and "Invalid JSON body." in str(details):
+            return error_response(400, "request body is not valid JSON", "bad_request")
+        message = _summarise(details)
+        return error_response(status, message, details=details)
+    description = exc.description if isinstance(exc.description, str) else exc.name
+    if status == 413:
+        description = "request body too large"
+    return error_response(status, description)
+
+
+def _summarise(details: dict[str, Any]) -> str:
+    parts = []
+    for field, problems in details.items():
+        text = problems[0] if isinstance(problems, list) and problems else problems
+        if isinstance(text, dict):
+            text = _summarise(text)
+        parts.append(f"{field}: {text}")
+    return "; ".join(parts) or "invalid request"
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.code, exc.details)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError):
+        details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return error_response(422, _summarise(details), "validation_error", details)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return _http_exception(exc)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # a bug, not bad input: log it whole, answer without internals
+        log.exception("unhandled error")
+        return error_response(500, "internal error")

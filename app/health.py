@@ -1,0 +1,81 @@
+"""Health of the service and its dependencies, for GET /health.
+
+`ok`: everything answers. `degraded`: the service accepts requests but a
+non-critical part is missing (broker unreachable, stream silent while
+subscriptions exist) — orders queue up and go out when it returns. 503: the
+database or Redis is down, so nothing can be accepted safely.
+"""
+from __future__ import annotations
+
+import time
+
+import requests
+from sqlalchemy import func, select, text
+
+from app.config import load_settings
+from app.db import new_session
+from app.models import Order, Subscription
+from app.redis_client import get_redis
+
+QUEUES = ("orders", "batches", "webhooks", "maintenance")
+STREAM_HEARTBEAT_PATTERN = "stream:heartbeat:*"
+
+
+def _timed(check):
+    started = time.perf_counter()
+    try:
+        detail = check() or {}
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2), **detail}
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _database():
+    with new_session() as session:
+        session.execute(text("SELECT 1"))
+
+
+def _redis():
+    get_redis().ping()
+
+
+def _broker():
+    # Any HTTP answer means the broker is reachable; auth is checked per account elsewhere.
+    requests.get(load_settings().kite_api_root + "/", timeout=2)
+
+
+def _stream_heartbeats() -> list[str]:
+    return [k.decode() for k in get_redis().scan_iter(STREAM_HEARTBEAT_PATTERN, count=100)]
+
+
+def report() -> tuple[dict, int]:
+    checks = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
+    body: dict = {"checks": checks}
+    critical_down = checks["database"]["status"] != "ok" or checks["redis"]["status"] != "ok"
+
+    if checks["database"]["status"] == "ok":
+        with new_session() as session:
+            counts = dict(session.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+            subscriptions = session.scalar(select(func.count()).select_from(Subscription)) or 0
+        body["tasks"] = {
+            "pending": counts.get("QUEUED", 0) + counts.get("SUBMITTING", 0),
+            "open": counts.get("OPEN", 0),
+            "completed": counts.get("COMPLETE", 0),
+            "dead_letter": counts.get("DEAD_LETTER", 0),
+        }
+    else:
+        subscriptions = 0
+
+    if checks["redis"]["status"] == "ok":
+        redis = get_redis()
+        body["queues"] = {name: redis.llen(name) for name in QUEUES}
+        heartbeats = _stream_heartbeats()
+        checks["stream"] = {"status": "ok" if heartbeats or not subscriptions else "down",
+                            "processes": len(heartbeats), "subscriptions": subscriptions}
+
+    if critical_down:
+        body["status"] = "unavailable"
+        return body, 503
+    degraded = any(c["status"] != "ok" for c in checks.values())
+    body["status"] = "degraded" if degraded else "ok"
+    return body, 200

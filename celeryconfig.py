@@ -1,0 +1,63 @@
+"""Celery configuration (workers/__init__.py loads it with config_from_object)."""
+import os
+
+from kombu import Exchange, Queue
+
+from app.config import load_settings
+
+_settings = load_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+
+# JSON only: no pickle from the broker into the worker.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# A task is acknowledged only after it finished, and a worker child killed mid-task
+# (OOM, SIGKILL) puts its message back instead of dropping it. Order tasks are
+# idempotent (tag reconciliation), so running one again is safe.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message at a time per process: an order must not wait behind another
+# prefetched one, and an unacked prefetched message is what redelivery duplicates.
+worker_prefetch_multiplier = 1
+task_track_started = True
+result_expires = 24 * 3600
+broker_connection_retry_on_startup = True
+
+# Redis transport: a message not acknowledged within visibility_timeout is handed to
+# another worker. It must exceed the longest a task can hold a message: hard time
+# limit (60 s) + broker call timeout (7 s) + the longest retry countdown held by the
+# worker as an ETA message (ORDER_RETRY_CAP_S, 30 s). 300 s leaves a wide margin
+# while a lost worker's orders are still redelivered within five minutes (the beat
+# reconciler repairs their status sooner).
+broker_transport_options = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300"))}
+result_backend_transport_options = broker_transport_options
+task_time_limit = 60
+task_soft_time_limit = 45
+
+task_default_queue = "maintenance"
+task_queues = [
+    Queue("orders", Exchange("orders"), routing_key="orders"),
+    Queue("batches", Exchange("batches"), routing_key="batches"),
+    Queue("webhooks", Exchange("webhooks"), routing_key="webhooks"),
+    Queue("maintenance", Exchange("maintenance"), routing_key="maintenance"),
+]
+task_routes = {
+    "workers.tasks.orders.*": {"queue": "orders"},
+    "workers.tasks.batches.*": {"queue": "batches"},
+    "workers.tasks.webhooks.*": {"queue": "webhooks"},
+    "workers.tasks.maintenance.*": {"queue": "maintenance"},
+}
+
+beat_schedule = {
+    "refresh-instruments-daily": {
+        "task": "workers.tasks.maintenance.refresh_instruments",
+        "schedule": 24 * 3600.0,
+    },
+}

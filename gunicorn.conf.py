@@ -1,0 +1,22 @@
+"""gunicorn settings for the `web` process (Procfile)."""
+import os
+import tempfile
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# gevent: each WebSocket is a greenlet, so one worker holds thousands of them.
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
+timeout = 60
+graceful_timeout = 10
+accesslog = None  # the app logs each request as a JSON line with its correlation id
+
+# Prometheus multiprocess mode: every worker writes its metrics to this directory
+# and /metrics merges them (prometheus-flask-exporter reads the variable at import).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ticker-metrics-"))
+
+
+def child_exit(server, worker):
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
