@@ -20,7 +20,7 @@ PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_jso
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.auth import authenticate, parse_api_keys
-    from app.errors import register_error_handlers
+    from app.errors import ApiError, register_error_handlers
     from app.extensions import api, metrics, sock
     from app.logs import configure_logging, correlation_id
 
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         g.started = time.perf_counter()
         g.correlation_id = request.headers.get("X-Correlation-ID") or uuid.uuid4().hex
         correlation_id.set(g.correlation_id)
+        if "\x00" in request.full_path:  # no database or parser downstream accepts NUL
+            raise ApiError(400, "NUL characters are not allowed in the URL")
         if request.endpoint not in PUBLIC_ENDPOINTS and request.endpoint is not None:
             authenticate()
 

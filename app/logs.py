@@ -11,11 +11,11 @@ from pythonjsonlogger.json import JsonFormatter
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
 _REDACTIONS = [
+    # Kite's "Authorization: token api_key:access_token".
+    (re.compile(r"(?i)(token\s+)[A-Za-z0-9]+:[A-Za-z0-9]+"), r"\1[REDACTED]"),
     # key=value and "key": "value" forms of anything secret-looking.
     (re.compile(r'(?i)("?(?:api[_-]?key|api[_-]?secret|access[_-]?token|request[_-]?token|secret|password|'
                 r'authorization|x-api-key|checksum)"?\s*[:=]\s*"?)([^"\s,&;}]+)'), r"\1[REDACTED]"),
-    # Kite's "Authorization: token api_key:access_token".
-    (re.compile(r"(?i)(token\s+)[A-Za-z0-9]+:[A-Za-z0-9]+"), r"\1[REDACTED]"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
     (re.compile(r"(?<![\w.])(?:\+?91[\s-]?)?[6-9]\d{9}(?![\w.])"), "[PHONE]"),
 ]

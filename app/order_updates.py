@@ -35,3 +35,21 @@ def publish(account_id: str, data: dict, message_type: str = "order_update") -> 
     except Exception:
         log.warning("order update not published", exc_info=True, extra={"account_id": account_id})
         return None
+
+
+def order_changed(order) -> dict | None:
+    """Tell the world an order changed, after its transition is committed.
+
+    Publishes the record (without its event list) on `orders:{account_id}`;
+    webhooks subscribe to the same transitions (see app.webhook_events).
+    """
+    from app.order_view import order_view
+
+    data = order_view(order, with_events=False)
+    message = publish(order.account_id, data)
+    try:
+        from app import webhook_events
+    except ImportError:  # webhooks not installed in this build
+        return message
+    webhook_events.order_changed(order.account_id, data)
+    return message

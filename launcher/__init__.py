@@ -1,0 +1,1 @@
+"""`python -m launcher`: the one-machine stack behind `make run`."""

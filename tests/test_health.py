@@ -1,0 +1,36 @@
+"""/health: ok with its checks, 503 when Redis is down, back when it returns."""
+from launcher.embedded_redis import EmbeddedRedis
+
+
+def test_health_reports_checks_and_counts(client):
+    response = client.get("/health")
+    body = response.json
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["redis"]["status"] == "ok"
+    assert set(body["tasks"]) >= {"pending", "completed", "dead_letter"}
+    assert set(body["queues"]) == {"orders", "batches", "webhooks", "maintenance"}
+    assert body["status"] in ("ok", "degraded") and response.status_code == 200
+
+
+def test_health_is_503_while_redis_is_down(client, monkeypatch):
+    server = EmbeddedRedis().start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    assert client.get("/health").json["checks"]["redis"]["status"] == "ok"
+    port = server.port
+    server.stop()
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json["status"] == "unavailable"
+    assert response.json["checks"]["redis"]["status"] == "down"
+    restarted = EmbeddedRedis(port=port).start()
+    try:
+        assert client.get("/health").json["checks"]["redis"]["status"] == "ok"
+    finally:
+        restarted.stop()
+
+
+def test_health_degraded_when_broker_unreachable(client, monkeypatch):
+    monkeypatch.setenv("KITE_API_ROOT", "http://127.0.0.1:9")  # discard port: nothing listens
+    body = client.get("/health").json
+    assert body["checks"]["broker"]["status"] == "down"
+    assert body["status"] == "degraded"
