@@ -68,7 +68,8 @@ def paper_broker(live_server):
     """The paper broker in a subprocess, posting order postbacks to the live server."""
     from sim.harness import PaperBroker
 
-    with PaperBroker(seed=7, postback_url=f"{live_server.url}/postback/kite") as broker:
+    secrets = {c["api_key"]: (c["api_secret"], c["access_token"]) for c in BROKER_ACCOUNTS.values()}
+    with PaperBroker(seed=7, postback_url=f"{live_server.url}/postback/kite", accounts=secrets) as broker:
         yield broker
 
 

