@@ -53,7 +53,9 @@ def _http_exception(exc: HTTPException):
     messages = data.get("messages") if isinstance(data, dict) else None
     if messages:
         # webargs nests by location ({"json": {...}}); clients want the fields.
-        details = messages.get("json", messages) if isinstance(messages, dict) else {"_": messages}
+        details = messages if isinstance(messages, dict) else {"_schema": messages}
+        if len(details) == 1 and next(iter(details)) in ("json", "query", "path", "form", "headers"):
+            details = next(iter(details.values()))
         if len(details) == 1 and "_schema" in details and isinstance(details["_schema"], list):
             details = {"_schema": details["_schema"]}
         if status == 400 and "Invalid JSON body." in str(details):

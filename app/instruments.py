@@ -144,3 +144,33 @@ def registry() -> InstrumentRegistry:
 
         _registry = InstrumentRegistry(new_session)
     return _registry
+
+
+# Kite names derivatives by underlying ("NIFTY") but the index by its own symbol.
+INDEX_SYMBOLS = {"NIFTY": "NIFTY 50", "BANKNIFTY": "NIFTY BANK", "FINNIFTY": "NIFTY FIN SERVICE",
+                 "MIDCPNIFTY": "NIFTY MID SELECT", "SENSEX": "SENSEX", "BANKEX": "BANKEX"}
+
+
+@dataclass(frozen=True)
+class UnderlyingInstruments:
+    name: str
+    index: InstrumentInfo | None
+    futures: tuple[InstrumentInfo, ...]  # nearest expiry first
+    options: tuple[InstrumentInfo, ...]
+
+
+def option_underlyings(instruments: Iterable[InstrumentInfo]) -> list[str]:
+    return sorted({i.name for i in instruments if i.is_option and i.name})
+
+
+def underlying_instruments(instruments: Iterable[InstrumentInfo], name: str,
+                           today: date | None = None) -> UnderlyingInstruments:
+    """The index, live futures and live options of one underlying."""
+    today = today or date.today()
+    instruments = list(instruments)
+    index_symbol = INDEX_SYMBOLS.get(name, name)
+    index = next((i for i in instruments if i.segment == "INDICES" and i.tradingsymbol == index_symbol), None)
+    futures = sorted((i for i in instruments if i.name == name and i.instrument_type == "FUT"
+                      and i.expiry and i.expiry >= today), key=lambda i: i.expiry)
+    options = tuple(i for i in instruments if i.name == name and i.is_option and i.expiry and i.expiry >= today)
+    return UnderlyingInstruments(name, index, tuple(futures), options)
