@@ -56,6 +56,8 @@ task_routes = {
 }
 
 beat_schedule = {
+    "reconcile-open-orders": {"task": "workers.tasks.orders.reconcile_open_orders", "schedule": 5.0},
+    "settle-stuck-batches": {"task": "workers.tasks.batches.settle_stuck_batches", "schedule": 15.0},
     "refresh-instruments-daily": {
         "task": "workers.tasks.maintenance.refresh_instruments",
         "schedule": 24 * 3600.0,

@@ -109,6 +109,9 @@ class Batch(Base):
     """A multi-leg order executed together (a Celery chord) with rollback."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_batches_account_id_idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)

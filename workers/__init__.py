@@ -3,7 +3,10 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 TASK_MODULES = [
+    "workers.tasks.batches",
     "workers.tasks.maintenance",
+    "workers.tasks.orders",
+    "workers.tasks.webhooks",
 ]
 
 app = Celery("ticker", include=TASK_MODULES)

@@ -62,7 +62,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_batches_account_id_accounts')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_batches'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_batches')),
+    sa.UniqueConstraint('account_id', 'idempotency_key', name='uq_batches_account_id_idempotency_key')
     )
     with op.batch_alter_table('batches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_batches_account_id'), ['account_id'], unique=False)

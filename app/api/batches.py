@@ -1,0 +1,103 @@
+"""Batch orders: 1–10 legs placed together, rolled back to flat when one fails."""
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from app.auth import authenticate, require_account
+from app.batches import service
+from app.batches.schemas import AdvancedBatchRequestSchema, BatchRequestSchema
+from app.errors import ApiError
+
+blp = Blueprint("batches", __name__, description="Multi-leg batch orders")
+
+
+class LegSchema(Schema):
+    order_id = fields.String()
+    leg_index = fields.Integer()
+    tradingsymbol = fields.String()
+    transaction_type = fields.String()
+    quantity = fields.Integer()
+    status = fields.String()
+    broker_order_id = fields.String(allow_none=True)
+    filled_quantity = fields.Integer()
+    average_price = fields.Float(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class RollbackActionSchema(Schema):
+    action = fields.String()
+    leg_order_id = fields.String()
+    order_id = fields.String(allow_none=True)
+    quantity = fields.Integer()
+    result = fields.String()
+    error = fields.String(allow_none=True)
+    completed_at = fields.String(allow_none=True)
+
+
+class BatchSchema(Schema):
+    batch_id = fields.String()
+    account_id = fields.String()
+    status = fields.String(metadata={"enum": ["RUNNING", "COMPLETED", "PARTIAL", "ROLLED_BACK", "ROLLBACK_FAILED"]})
+    success = fields.Boolean()
+    total_orders = fields.Integer()
+    succeeded = fields.Integer()
+    failed = fields.Integer()
+    order_ids = fields.List(fields.String())
+    legs = fields.List(fields.Nested(LegSchema))
+    rollback = fields.List(fields.Nested(RollbackActionSchema))
+    rollback_on_failure = fields.Boolean()
+    execution = fields.String()
+    error = fields.String(allow_none=True)
+    created_at = fields.String()
+    completed_at = fields.String(allow_none=True)
+
+
+def _submit(account_id: str, body: dict):
+    require_account(account_id)
+    from workers.tasks.batches import launch
+
+    try:
+        batch, created = service.create_batch(account_id, body["legs"], body["rollback_on_failure"],
+                                              body["execution"], request.headers.get("Idempotency-Key"))
+    except service.BatchNotFound as exc:
+        raise ApiError(404, str(exc))
+    except service.BatchConflict as exc:
+        raise ApiError(409, str(exc), "idempotency_conflict", {"batch_id": exc.batch_id})
+    if created:
+        launch(batch.id)
+    if body["wait"] > 0:
+        batch = service.wait_until_final(batch.id, body["wait"])
+    view = service.batch_view(batch)
+    return view, 200 if batch.status in service.FINAL_BATCH else 202
+
+
+@blp.route("/accounts/<account_id>/batch-orders", methods=["POST"])
+@blp.arguments(BatchRequestSchema)
+@blp.response(202, BatchSchema)
+@blp.alt_response(200, schema=BatchSchema, description="the batch settled within `wait` seconds")
+def create_for_account(body, account_id):
+    """Place 1–10 legs as one batch; `wait` seconds (default 10) for the result, else 202 while it runs."""
+    return _submit(account_id, body)
+
+
+@blp.route("/advanced/batch-orders", methods=["POST"])
+@blp.arguments(AdvancedBatchRequestSchema)
+@blp.response(202, BatchSchema)
+@blp.alt_response(200, schema=BatchSchema, description="the batch settled within `wait` seconds")
+def create_advanced(body):
+    """The ticker-service v2 path: the account travels in the body (legs also accepted as `orders`)."""
+    return _submit(body["account_id"], body)
+
+
+@blp.route("/batches/<batch_id>", methods=["GET"])
+@blp.response(200, BatchSchema)
+def get_batch(batch_id):
+    """A batch, its legs and every rollback action."""
+    principal = authenticate()
+    try:
+        batch = service.get_batch(batch_id)
+    except service.BatchNotFound:
+        raise ApiError(404, f"batch {batch_id!r} not found")
+    if not principal.may_access(batch.account_id):
+        raise ApiError(404, f"batch {batch_id!r} not found")  # don't reveal other accounts' ids
+    return service.batch_view(batch)

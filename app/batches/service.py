@@ -1,0 +1,135 @@
+"""Creating, reading and waiting for batches (the web side; execution is in settlement.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from app.batches.schemas import validate_legs
+from app.db import new_session
+from app.models import Account, Batch, Order, utcnow
+from app.order_view import iso
+from app.orders.service import new_order
+from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
+
+RUNNING, COMPLETED, PARTIAL = "RUNNING", "COMPLETED", "PARTIAL"
+ROLLED_BACK, ROLLBACK_FAILED = "ROLLED_BACK", "ROLLBACK_FAILED"
+FINAL_BATCH = frozenset({COMPLETED, PARTIAL, ROLLED_BACK, ROLLBACK_FAILED})
+# A leg succeeded when the broker accepted it (a LIMIT leg may still be open).
+LEG_SUCCESS = frozenset({OPEN, COMPLETE})
+
+
+class BatchNotFound(Exception):
+    pass
+
+
+class BatchConflict(Exception):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__("this Idempotency-Key was used with a different batch")
+        self.batch_id = batch_id
+
+
+def _digest(account_id: str, legs: list[dict], options: dict) -> str:
+    body = json.dumps({"account_id": account_id, "legs": legs, **options}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def load(session, batch_id: str) -> Batch | None:
+    return session.scalars(select(Batch).options(selectinload(Batch.legs), selectinload(Batch.rollback_actions))
+                           .where(Batch.id == batch_id)).first()
+
+
+def create_batch(account_id: str, legs_payload: list, rollback_on_failure: bool, execution: str,
+                 idempotency_key: str | None = None) -> tuple[Batch, bool]:
+    """Validate every leg, then store the batch and its legs (QUEUED). Returns (batch, created)."""
+    legs = validate_legs(legs_payload, account_id)
+    options = {"rollback_on_failure": rollback_on_failure, "execution": execution}
+    digest = _digest(account_id, legs, options)
+    session = new_session()
+    try:
+        account = session.get(Account, account_id)
+        if account is None or not account.active:
+            raise BatchNotFound(f"account {account_id!r} not found")
+        batch = Batch(account_id=account_id, status=RUNNING, total_orders=len(legs),
+                      idempotency_key=idempotency_key, request_hash=digest, **options)
+        session.add(batch)
+        session.flush()
+        for index, fields in enumerate(legs):
+            leg = new_order(account_id, fields, batch_id=batch.id, leg_index=index, role="leg")
+            session.add(leg)
+            record_event(session, leg, None, QUEUED, detail={"source": "batch", "batch_id": batch.id})
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if idempotency_key is None:
+                raise
+            existing = session.scalars(select(Batch).where(Batch.account_id == account_id,
+                                                           Batch.idempotency_key == idempotency_key)).first()
+            if existing is None:
+                raise
+            if existing.request_hash != digest:
+                raise BatchConflict(existing.id)
+            return load(session, existing.id), False
+        return load(session, batch.id), True
+    finally:
+        session.close()
+
+
+def get_batch(batch_id: str) -> Batch:
+    with new_session() as session:
+        batch = load(session, batch_id)
+        if batch is None:
+            raise BatchNotFound(batch_id)
+        return batch
+
+
+def wait_until_final(batch_id: str, timeout_s: float) -> Batch:
+    """Poll until the batch settles or the time is up (cheap indexed reads; gevent-friendly sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        batch = get_batch(batch_id)
+        if batch.status in FINAL_BATCH or time.monotonic() >= deadline:
+            return batch
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.05)
+
+
+def leg_view(order: Order) -> dict:
+    return {"order_id": order.id, "leg_index": order.leg_index, "tradingsymbol": order.tradingsymbol,
+            "transaction_type": order.transaction_type, "quantity": order.quantity, "status": order.status,
+            "broker_order_id": order.broker_order_id, "filled_quantity": order.filled_quantity,
+            "average_price": float(order.average_price) if order.average_price is not None else None,
+            "error": order.error}
+
+
+def batch_view(batch: Batch) -> dict:
+    legs = [o for o in batch.legs if o.role == "leg"]
+    succeeded = sum(1 for o in legs if o.status in LEG_SUCCESS)
+    failed = sum(1 for o in legs if o.status not in LEG_SUCCESS and o.status not in ("QUEUED", "SUBMITTING"))
+    if batch.status in FINAL_BATCH:  # the counts the batch settled with
+        succeeded, failed = batch.succeeded, batch.failed
+    return {
+        "batch_id": batch.id,
+        "account_id": batch.account_id,
+        "status": batch.status,
+        "success": batch.status == COMPLETED,
+        "total_orders": batch.total_orders,
+        "succeeded": succeeded,
+        "failed": failed,
+        "order_ids": [o.id for o in legs],
+        "legs": [leg_view(o) for o in legs],
+        "rollback": [{"action": a.action, "leg_order_id": a.leg_order_id, "order_id": a.reversal_order_id,
+                      "quantity": a.quantity, "result": a.result, "error": a.error,
+                      "completed_at": iso(a.completed_at)} for a in batch.rollback_actions],
+        "rollback_on_failure": batch.rollback_on_failure,
+        "execution": batch.execution,
+        "error": batch.error,
+        "created_at": iso(batch.created_at),
+        "completed_at": iso(batch.completed_at),
+    }

@@ -1,0 +1,260 @@
+"""Settling a batch: decide the outcome, and roll back to flat when a leg failed.
+
+Kite has no atomic basket, so "all or nothing" is built from compensation:
+an open leg is cancelled; a filled (or partly filled) leg is reversed with a
+MARKET order for the filled quantity; a cancel that loses the race to a fill
+becomes a reversal. The batch is ROLLED_BACK only when the broker's own order
+records show the batch's net filled quantity back at zero for every symbol —
+the fills are what positions are made of, and counting only this batch's
+orders stays right while the account trades the same symbols elsewhere.
+
+Every leg and every reversal is an ordinary order (role `leg` / `rollback`)
+placed through the same exactly-once path as a single order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+from sqlalchemy import select
+
+from app.batches import metrics as batch_metrics
+from app.batches.service import (COMPLETED, FINAL_BATCH, LEG_SUCCESS, PARTIAL, ROLLBACK_FAILED, ROLLED_BACK,
+                                 RUNNING, batch_view, load)
+from app.db import new_session, session_scope
+from app.models import Batch, Order, RollbackAction, utcnow
+from app.order_updates import order_changed, publish
+from app.orders.execution import broker_client, describe, is_final_rejection
+from app.orders.service import new_order
+from app.orders.states import CANCELLED, FINAL, QUEUED, record_event, transition
+from app.orders.sync import apply_broker_update
+
+log = logging.getLogger(__name__)
+
+BROKER_LIVE = {"OPEN", "TRIGGER PENDING", "OPEN PENDING", "VALIDATION PENDING", "PUT ORDER REQ RECEIVED",
+               "MODIFY PENDING", "MODIFY VALIDATION PENDING", "CANCEL PENDING", "AMO REQ RECEIVED"}
+PENDING, DONE, FAILED = "PENDING", "DONE", "FAILED"
+REVERSAL_SETTLE_S = 10.0  # how long finishing waits for reversal MARKET orders to fill
+
+
+VERDICT_BROKER_STATUSES = {"OPEN", "TRIGGER PENDING", "COMPLETE", "REJECTED", "CANCELLED"}
+VERDICT_WAIT_S = 2.0
+
+
+def await_verdict(order_id: str, timeout_s: float = VERDICT_WAIT_S) -> None:
+    """Wait for the broker's word on a placed leg: Kite acknowledges an order before its
+    risk checks, so an acknowledged leg can still be REJECTED. The postback or the
+    stream usually brings the verdict within milliseconds; past `timeout_s` ask the broker."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        with new_session() as session:
+            order = session.get(Order, order_id)
+            if order is None or not order.broker_order_id or order.status not in LEG_SUCCESS:
+                return
+            if order.broker_status in VERDICT_BROKER_STATUSES:
+                return
+            account_id, broker_order_id = order.account_id, order.broker_order_id
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+    state = _broker_view(broker_client(account_id), broker_order_id)
+    apply_broker_update(account_id, state, source="batch_verdict")
+
+
+def leg_result(order_id: str) -> dict:
+    with new_session() as session:
+        order = session.get(Order, order_id)
+        return {"order_id": order_id, "status": order.status if order else None,
+                "success": bool(order and order.status in LEG_SUCCESS)}
+
+
+def skip_unplaced_legs(batch_id: str, reason: str) -> None:
+    """Legs never sent (buy_first after a long leg failed) end CANCELLED, with the reason."""
+    changed = []
+    with session_scope() as session:
+        for order in session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg",
+                                                         Order.status == QUEUED).with_for_update()):
+            transition(session, order, CANCELLED, error=reason, detail={"source": "batch"})
+            changed.append(order)
+    for order in changed:
+        order_changed(order)
+
+
+def decide(batch_id: str) -> tuple[str, list[int]]:
+    """Settle the batch once (row lock): returns (status, rollback action ids to run).
+
+    RUNNING stays RUNNING while rollback actions run; their presence marks the
+    batch as taken, so a redelivered or watchdog call does nothing twice.
+    """
+    with session_scope() as session:
+        batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+        if batch is None or batch.status != RUNNING:
+            return (batch.status if batch else "MISSING"), []
+        if session.scalars(select(RollbackAction.id).where(RollbackAction.batch_id == batch_id)).first():
+            return RUNNING, []
+        legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")))
+        succeeded = [o for o in legs if o.status in LEG_SUCCESS]
+        failed = [o for o in legs if o.status not in LEG_SUCCESS]
+        batch.succeeded, batch.failed = len(succeeded), len(failed)
+        if not failed:
+            batch.status, batch.completed_at = COMPLETED, utcnow()
+            return COMPLETED, []
+        batch.error = "; ".join(f"leg {o.leg_index}: {o.status} {o.error or ''}".strip() for o in failed)[:2000]
+        if not batch.rollback_on_failure or not succeeded:
+            batch.status, batch.completed_at = (PARTIAL if succeeded else ROLLED_BACK), utcnow()
+            return batch.status, []
+        actions = [RollbackAction(batch_id=batch_id, leg_order_id=o.id, action="cancel", result=PENDING)
+                   for o in succeeded]
+        session.add_all(actions)
+        session.flush()
+        return RUNNING, [a.id for a in actions]
+
+
+def _broker_view(kite, broker_order_id: str) -> dict:
+    return kite.order_history(broker_order_id)[-1]
+
+
+def finish_action(action_id: int, result: str, error: str | None = None, **changes) -> None:
+    with session_scope() as session:
+        action = session.get(RollbackAction, action_id)
+        for key, value in changes.items():
+            setattr(action, key, value)
+        action.result, action.error, action.completed_at = result, error, utcnow()
+
+
+def _reversal_order(action_id: int, leg: Order, quantity: int) -> str:
+    """The reversing MARKET order for the action, created once (its tag makes placement exactly-once)."""
+    with session_scope() as session:
+        action = session.get(RollbackAction, action_id, with_for_update=True)
+        if action.reversal_order_id:
+            return action.reversal_order_id
+        fields = {
+            "exchange": leg.exchange, "tradingsymbol": leg.tradingsymbol, "instrument_token": leg.instrument_token,
+            "transaction_type": "SELL" if leg.transaction_type == "BUY" else "BUY", "quantity": quantity,
+            "product": leg.product, "order_type": "MARKET", "variety": "regular", "validity": "DAY",
+            "market_protection": -1.0,
+        }
+        reversal = new_order(leg.account_id, fields, batch_id=leg.batch_id, role="rollback")
+        session.add(reversal)
+        record_event(session, reversal, None, QUEUED, detail={"source": "rollback", "leg_order_id": leg.id})
+        action.action, action.quantity, action.reversal_order_id = "reverse", quantity, reversal.id
+        return reversal.id
+
+
+def prepare_rollback(action_id: int) -> tuple[str, str | None]:
+    """Cancel the leg if it is open; returns ("done", None) or ("reverse", reversal order id)."""
+    with new_session() as session:
+        action = session.get(RollbackAction, action_id)
+        if action is None or action.result != PENDING:
+            return "done", None
+        if action.reversal_order_id:
+            return "reverse", action.reversal_order_id
+        leg = session.get(Order, action.leg_order_id)
+    kite = broker_client(leg.account_id)
+    state = _broker_view(kite, leg.broker_order_id)
+    if state.get("status") in BROKER_LIVE:
+        try:
+            kite.cancel_order(leg.variety, leg.broker_order_id)
+        except Exception as exc:
+            if not is_final_rejection(exc):
+                raise  # transient: the task retries the whole action
+            log.info("cancel lost the race to a fill", extra={"order_id": leg.id, "error": describe(exc)})
+        state = _broker_view(kite, leg.broker_order_id)
+    apply_broker_update(leg.account_id, state, source="rollback")
+    filled = int(state.get("filled_quantity") or 0)
+    if state.get("status") in BROKER_LIVE:
+        # Still live after a cancel: leave it to the retry; reversing now could double the exit.
+        raise RuntimeError(f"leg {leg.id} still {state.get('status')} after cancel")
+    if filled == 0:
+        finish_action(action_id, DONE, action="cancel", quantity=int(leg.quantity))
+        return "done", None
+    return "reverse", _reversal_order(action_id, leg, filled)
+
+
+def finish_reversal(action_id: int, reversal_id: str) -> None:
+    with new_session() as session:
+        reversal = session.get(Order, reversal_id)
+        status, error = reversal.status, reversal.error
+    ok = status in LEG_SUCCESS
+    finish_action(action_id, DONE if ok else FAILED, None if ok else f"reversal {status}: {error}")
+
+
+def _signed_fills(kite, orders: list[Order]) -> dict[str, int]:
+    """Net filled quantity per symbol of these orders, from the broker's own records."""
+    wanted = {o.broker_order_id for o in orders if o.broker_order_id}
+    net: dict[str, int] = defaultdict(int)
+    for row in kite.orders():
+        if str(row.get("order_id")) in wanted:
+            sign = 1 if row.get("transaction_type") == "BUY" else -1
+            net[row["tradingsymbol"]] += sign * int(row.get("filled_quantity") or 0)
+    return dict(net)
+
+
+def _all_settled(order_ids: list[str]) -> bool:
+    with new_session() as session:
+        statuses = session.scalars(select(Order.status).where(Order.id.in_(order_ids)))
+        return all(status in FINAL for status in statuses)
+
+
+def confirm_flat(batch_id: str, wait_s: float = REVERSAL_SETTLE_S) -> str:
+    """ROLLED_BACK if the batch's fills net to zero at the broker (reversals given time to fill)."""
+    with new_session() as session:
+        batch = load(session, batch_id)
+        if batch is None or batch.status in FINAL_BATCH:
+            return batch.status if batch else "MISSING"
+        orders = list(batch.legs)  # legs and reversals share the batch id
+        account_id = batch.account_id
+        failed_actions = [a for a in batch.rollback_actions if a.result != DONE]
+    reversal_ids = [o.id for o in orders if o.role == "rollback"]
+    deadline = time.monotonic() + wait_s
+    while reversal_ids and not _all_settled(reversal_ids) and time.monotonic() < deadline:
+        time.sleep(0.05)  # postbacks move reversals to COMPLETE; the broker is asked once they did
+    kite = broker_client(account_id)
+    net = _signed_fills(kite, orders)
+    while any(net.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # stay well under the broker's 10 requests/s
+        net = _signed_fills(kite, orders)
+    status = ROLLED_BACK if not any(net.values()) and not failed_actions else ROLLBACK_FAILED
+    with session_scope() as session:
+        batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+        if batch.status != RUNNING:
+            return batch.status
+        batch.status, batch.completed_at = status, utcnow()
+        if status == ROLLBACK_FAILED:
+            exposure = {symbol: qty for symbol, qty in net.items() if qty}
+            batch.error = f"{batch.error or ''}; not flat after rollback: {exposure}".strip("; ")[:2000]
+    return status
+
+
+def announce(batch_id: str) -> dict:
+    """Metrics, webhooks and (for a failed rollback) an order-stream alert for a settled batch."""
+    from app import webhook_events
+
+    with new_session() as session:
+        batch = load(session, batch_id)
+        view = batch_view(batch)
+        duration = (batch.completed_at - batch.created_at).total_seconds() if batch.completed_at else None
+    batch_metrics.observe(view["status"], duration)
+    event = "batch_completed" if view["status"] in (COMPLETED, PARTIAL) else "batch_rolled_back"
+    webhook_events.batch_event(view["account_id"], event, view)
+    if view["status"] == ROLLBACK_FAILED:
+        publish(view["account_id"], view, message_type="batch_rollback_failed")
+        log.error("batch rollback failed: exposure left at the broker", extra={"batch_id": batch_id})
+    return view
+
+
+def pending_actions(batch_id: str) -> list[int]:
+    with new_session() as session:
+        return list(session.scalars(select(RollbackAction.id).where(RollbackAction.batch_id == batch_id,
+                                                                    RollbackAction.result == PENDING)))
+
+
+def settled_legs(batch_id: str) -> bool:
+    """True when no leg is still being placed (the watchdog may settle it)."""
+    with new_session() as session:
+        statuses = session.scalars(select(Order.status).where(Order.batch_id == batch_id, Order.role == "leg"))
+        return all(s not in (QUEUED, "SUBMITTING") for s in statuses)
+

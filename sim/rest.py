@@ -1,0 +1,225 @@
+"""Kite Connect v3 REST routes, with Kite's envelope, auth, rate limits and injected faults."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from . import quotes
+from .errors import KiteError, input_error, too_many_requests
+from .history import INTERVAL_MINUTES, MAX_DAYS
+from .ratelimit import HISTORICAL, ORDER, OTHER, QUOTE
+from .universe import instruments_csv
+
+PUBLIC = "public"   # request class of routes that need no session
+
+
+def ok(data) -> web.Response:
+    return web.json_response({"status": "success", "data": data})
+
+
+def fail(err: KiteError) -> web.Response:
+    return web.json_response({"status": "error", "message": err.message, "error_type": err.error_type,
+                              "data": None}, status=err.status)
+
+
+def injected_error(status: int) -> KiteError:
+    if status == 429:
+        return too_many_requests()
+    error_type = "NetworkException" if status in (502, 503, 504) else "GeneralException"
+    return KiteError(f"Service unavailable (paper broker fault, HTTP {status}).", error_type, status)
+
+
+def account_from(request: web.Request, accounts):
+    header = request.headers.get("Authorization", "")
+    api_key = access_token = None
+    if header.startswith("token ") and ":" in header:
+        api_key, _, access_token = header[len("token "):].partition(":")
+    return accounts.authenticate(api_key, access_token)
+
+
+async def form_params(request: web.Request) -> dict:
+    if request.method in ("POST", "PUT"):
+        return dict(await request.post())
+    return dict(request.query)
+
+
+class KiteRoutes:
+    def __init__(self, sim):
+        self.sim = sim            # sim.server.Simulator: broker, market, history, limiter, faults
+        self.classes: dict = {}   # handler -> request class
+
+    def add_to(self, app: web.Application) -> None:
+        r = [
+            ("POST", "/session/token", self.session_token, PUBLIC),
+            ("DELETE", "/session/token", self.session_logout, PUBLIC),
+            ("POST", "/session/refresh_token", self.session_refresh, PUBLIC),
+            ("GET", "/user/profile", self.profile, OTHER),
+            ("GET", "/user/margins", self.margins, OTHER),
+            ("GET", "/user/margins/{segment}", self.margins_segment, OTHER),
+            ("GET", "/orders", self.orders, OTHER),
+            ("GET", "/trades", self.trades, OTHER),
+            ("POST", "/orders/{variety}", self.place, ORDER),
+            ("PUT", "/orders/{variety}/{order_id}", self.modify, ORDER),
+            ("DELETE", "/orders/{variety}/{order_id}", self.cancel, ORDER),
+            ("GET", "/orders/{order_id}", self.order_history, OTHER),
+            ("GET", "/orders/{order_id}/trades", self.order_trades, OTHER),
+            ("GET", "/portfolio/positions", self.positions, OTHER),
+            ("PUT", "/portfolio/positions", self.convert_position, OTHER),
+            ("GET", "/portfolio/holdings", self.holdings, OTHER),
+            ("GET", "/instruments", self.instruments, PUBLIC),
+            ("GET", "/instruments/historical/{token}/{interval}", self.historical, HISTORICAL),
+            ("GET", "/instruments/{exchange}", self.instruments, PUBLIC),
+            ("GET", "/quote", self.quote, QUOTE),
+            ("GET", "/quote/ltp", self.ltp, QUOTE),
+            ("GET", "/quote/ohlc", self.ohlc, QUOTE),
+        ]
+        for method, path, handler, request_class in r:
+            app.router.add_route(method, path, handler)
+            self.classes[handler.__func__] = request_class
+
+    # ---- middleware ---------------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        route = request.match_info.route
+        if request.path.startswith("/_sim") or request.path == "/ws":
+            return await handler(request)
+        request_class = self.classes.get(getattr(request.match_info.handler, "__func__", None))
+        if request_class is None:  # no such route: Kite answers JSON, never HTML
+            return fail(KiteError("Route not found", "GeneralException", 404))
+        sim = self.sim
+        try:
+            delay = sim.faults.latency_s()
+            if delay:
+                await asyncio.sleep(delay)
+            status = sim.faults.call_error_status()
+            if status:
+                raise injected_error(status)
+            if request_class != PUBLIC:
+                request["account"] = account = account_from(request, sim.accounts)
+                placing = request.method == "POST" and route.resource.canonical == "/orders/{variety}"
+                if not sim.limiter.admit(account.api_key, request_class, is_placement=placing):
+                    raise too_many_requests()
+            return await handler(request)
+        except KiteError as err:
+            return fail(err)
+
+    # ---- session and user ---------------------------------------------------------------
+    async def session_token(self, request):
+        p = await form_params(request)
+        return ok(self.sim.accounts.create_session(p.get("api_key", ""), p.get("request_token", ""),
+                                                   p.get("checksum", "")))
+
+    async def session_logout(self, request):
+        self.sim.accounts.invalidate(request.query.get("api_key", ""), request.query.get("access_token", ""))
+        return ok(True)
+
+    async def session_refresh(self, request):
+        raise KiteError("The paper broker issues no refresh tokens; create a new session.", "TokenException", 403)
+
+    async def profile(self, request):
+        return ok(request["account"].profile())
+
+    async def margins(self, request):
+        return ok(self.sim.broker.margins(request["account"]))
+
+    async def margins_segment(self, request):
+        segment = request.match_info["segment"]
+        all_margins = self.sim.broker.margins(request["account"])
+        if segment not in all_margins:
+            raise input_error("Invalid segment.")
+        return ok(all_margins[segment])
+
+    # ---- orders -------------------------------------------------------------------------
+    async def orders(self, request):
+        return ok([o.snapshot() for o in request["account"].orders.values()])
+
+    async def trades(self, request):
+        return ok(list(request["account"].trades))
+
+    async def order_history(self, request):
+        order = self.sim.broker.get_order(request["account"], request.match_info["order_id"])
+        return ok(list(order.history))
+
+    async def order_trades(self, request):
+        order_id = request.match_info["order_id"]
+        self.sim.broker.get_order(request["account"], order_id)
+        return ok([t for t in request["account"].trades if t["order_id"] == order_id])
+
+    async def place(self, request):
+        params = await form_params(request)
+        order = self.sim.broker.place(request["account"], request.match_info["variety"], params)
+        if self.sim.faults.take_accept_then_timeout():
+            # The order exists; the caller's HTTP client gives up before this answer comes.
+            await asyncio.sleep(self.sim.faults.settings.timeout_s)
+        return ok({"order_id": order.order_id})
+
+    async def modify(self, request):
+        params = await form_params(request)
+        m = request.match_info
+        order = self.sim.broker.modify(request["account"], m["variety"], m["order_id"], params)
+        return ok({"order_id": order.order_id})
+
+    async def cancel(self, request):
+        m = request.match_info
+        order = self.sim.broker.cancel(request["account"], m["variety"], m["order_id"])
+        return ok({"order_id": order.order_id})
+
+    # ---- portfolio ----------------------------------------------------------------------
+    async def positions(self, request):
+        return ok(self.sim.broker.positions(request["account"]))
+
+    async def convert_position(self, request):
+        raise input_error("Position conversion is not supported by the paper broker.")
+
+    async def holdings(self, request):
+        return ok([])
+
+    # ---- market data --------------------------------------------------------------------
+    async def instruments(self, request):
+        market = self.sim.market
+        exchange = request.match_info.get("exchange")
+        rows = [i for i in market.instruments if exchange is None or i.exchange == exchange.upper()]
+        return web.Response(text=instruments_csv(rows, market.ltp), content_type="text/csv")
+
+    async def quote(self, request):
+        return ok(quotes.quote(self.sim.market, request.query.getall("i", [])))
+
+    async def ltp(self, request):
+        return ok(quotes.ltp(self.sim.market, request.query.getall("i", [])))
+
+    async def ohlc(self, request):
+        return ok(quotes.ohlc(self.sim.market, request.query.getall("i", [])))
+
+    async def historical(self, request):
+        m, q = request.match_info, request.query
+        interval = m["interval"]
+        if interval not in INTERVAL_MINUTES:
+            raise input_error(f"Invalid interval `{interval}`.")
+        token = m["token"]
+        inst = self.sim.market.by_token.get(int(token)) if token.isdigit() else None
+        if inst is None:
+            raise input_error("Invalid token.")
+        start, end = parse_when(q.get("from"), "from"), parse_when(q.get("to"), "to", end_of_day=True)
+        if start > end:
+            raise input_error("Invalid date range: `from` is after `to`.")
+        if end - start > timedelta(days=MAX_DAYS[interval]):
+            raise input_error(f"interval exceeds max limit: {MAX_DAYS[interval]} days")
+        with_oi = q.get("oi") in ("1", "true", "True")
+        return ok({"candles": self.sim.history.candles(inst, interval, start, end, with_oi)})
+
+
+def parse_when(text: str | None, name: str, end_of_day: bool = False) -> datetime:
+    """`yyyy-mm-dd hh:mm:ss` or `yyyy-mm-dd` (what the client sends for a date)."""
+    if not text:
+        raise input_error(f"Missing `{name}`.")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            when = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if fmt == "%Y-%m-%d" and end_of_day:
+            when = when.replace(hour=23, minute=59, second=59)
+        return when
+    raise input_error(f"Invalid `{name}`: use yyyy-mm-dd hh:mm:ss.")

@@ -1,0 +1,130 @@
+"""Batches queue: legs in parallel as a Celery chord, settlement, rollback to flat.
+
+    chord(group(place_leg × legs), settle_batch)                      execution "parallel"
+    chord(group(place_leg × BUY legs), place_sell_legs) → chord(...)  execution "buy_first"
+    settle_batch → chord(group(rollback_leg × placed legs), finish_rollback)   on failure
+
+Leg tasks return a result instead of raising for business failures (a rejected
+leg is a result), so the callback always runs. Transient failures retry with
+Celery's retry and a shorter budget than single orders. `settle_stuck_batches`
+(beat) is the watchdog for a chord that can no longer finish.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import chord, group
+from sqlalchemy import select
+
+from app.batches import settlement
+from app.batches.service import RUNNING
+from app.db import new_session
+from app.models import Batch, Order, utcnow
+from app.orders.execution import backoff_s, submit_order
+from workers import app
+
+log = logging.getLogger(__name__)
+
+LEG_MAX_ATTEMPTS = 3  # a batch waits for its slowest leg: fail fast, roll back, let the trader retry
+LEG_RETRY_CAP_S = 2.0
+ROLLBACK_MAX_RETRIES = 8
+WATCHDOG_AFTER_S = 60.0  # a RUNNING batch this old with no leg in flight is settled by the watchdog
+
+TASK_OPTIONS = dict(bind=True, acks_late=True, reject_on_worker_lost=True)
+
+
+def launch(batch_id: str) -> None:
+    """Start the batch's chord (called by the web process after the batch is stored)."""
+    with new_session() as session:
+        batch = session.get(Batch, batch_id)
+        legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")
+                                    .order_by(Order.leg_index)))
+        execution, account_id = batch.execution, batch.account_id
+    buys = [o.id for o in legs if o.transaction_type == "BUY"]
+    sells = [o.id for o in legs if o.transaction_type == "SELL"]
+    if execution == "buy_first" and buys and sells:
+        chord(group(place_leg.s(i, account_id) for i in buys), place_sell_legs.s(batch_id, sells, account_id)).delay()
+    else:
+        chord(group(place_leg.s(o.id, account_id) for o in legs), settle_batch.s(batch_id)).delay()
+
+
+@app.task(name="workers.tasks.batches.place_leg", max_retries=None, **TASK_OPTIONS)
+def place_leg(self, order_id: str, account_id: str) -> dict:
+    """One leg through the single-order exactly-once path, with the batch's shorter budget."""
+    outcome = submit_order(order_id, max_attempts=LEG_MAX_ATTEMPTS, account_id=account_id)
+    if outcome.action in ("retry", "defer"):
+        raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
+    settlement.await_verdict(order_id)
+    return settlement.leg_result(order_id)
+
+
+@app.task(name="workers.tasks.batches.place_sell_legs", **TASK_OPTIONS)
+def place_sell_legs(self, buy_results: list, batch_id: str, sells: list[str], account_id: str) -> dict:
+    """buy_first: short legs go out only once every long leg is in."""
+    if all(r.get("success") for r in buy_results):
+        chord(group(place_leg.s(i, account_id) for i in sells), settle_batch.s(batch_id)).delay()
+        return {"placed_sells": len(sells)}
+    settlement.skip_unplaced_legs(batch_id, "not placed: a long leg of the batch failed")
+    return settle_batch.run([], batch_id)
+
+
+@app.task(name="workers.tasks.batches.settle_batch", **TASK_OPTIONS)
+def settle_batch(self, leg_results: list, batch_id: str) -> dict:
+    status, action_ids = settlement.decide(batch_id)
+    if action_ids:
+        chord(group(rollback_leg.s(a) for a in action_ids), finish_rollback.s(batch_id)).delay()
+        return {"status": "ROLLING_BACK", "actions": len(action_ids)}
+    if status != RUNNING:
+        settlement.announce(batch_id)
+    return {"status": status}
+
+
+@app.task(name="workers.tasks.batches.rollback_leg", max_retries=ROLLBACK_MAX_RETRIES, **TASK_OPTIONS)
+def rollback_leg(self, action_id: int) -> dict:
+    """Cancel or reverse one placed leg; the reversal goes through the exactly-once path."""
+    try:
+        step, reversal_id = settlement.prepare_rollback(action_id)
+    except Exception as exc:
+        if self.request.retries >= ROLLBACK_MAX_RETRIES:
+            log.error("rollback action gave up", extra={"action_id": action_id, "error": str(exc)})
+            settlement.finish_action(action_id, settlement.FAILED, f"gave up: {exc}"[:500])
+            return {"action_id": action_id, "result": settlement.FAILED}
+        raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
+    if step == "reverse":
+        outcome = submit_order(reversal_id)
+        if outcome.action in ("retry", "defer"):
+            raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
+        settlement.finish_reversal(action_id, reversal_id)
+    return {"action_id": action_id, "step": step}
+
+
+@app.task(name="workers.tasks.batches.finish_rollback", **TASK_OPTIONS)
+def finish_rollback(self, results: list, batch_id: str) -> dict:
+    status = settlement.confirm_flat(batch_id)
+    settlement.announce(batch_id)
+    return {"status": status}
+
+
+@app.task(name="workers.tasks.batches.settle_stuck_batches", acks_late=True, ignore_result=True)
+def settle_stuck_batches(older_than_s: float = WATCHDOG_AFTER_S) -> list[str]:
+    """Watchdog (beat): settle RUNNING batches whose chord can no longer finish (worker lost, result expired)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with new_session() as session:
+        stuck = list(session.scalars(select(Batch.id).where(Batch.status == RUNNING, Batch.created_at < cutoff)))
+    settled = []
+    for batch_id in stuck:
+        if not settlement.settled_legs(batch_id):
+            continue  # a leg is still in flight; the order reconciler moves it along
+        status, action_ids = settlement.decide(batch_id)
+        if action_ids:
+            chord(group(rollback_leg.s(a) for a in action_ids), finish_rollback.s(batch_id)).delay()
+        elif status == RUNNING:
+            # Rollback actions exist but their chord is gone: run what is pending here.
+            for action_id in settlement.pending_actions(batch_id):
+                rollback_leg.apply(args=[action_id])
+            finish_rollback.run([], batch_id)
+        else:
+            settlement.announce(batch_id)
+        settled.append(batch_id)
+    return settled
