@@ -5,13 +5,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install system-deps bench clean
 
 run: $(DEPS)
 	$(PY) -m launcher
 
-test: $(DEPS)
+test: $(DEPS) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Test-only tools from Debian: Chromium for the dashboard's browser test, promtool for the alert rules.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "make test needs:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 install: $(DEPS)
 

@@ -20,6 +20,7 @@ PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_jso
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.auth import authenticate, parse_api_keys
+    from app import http_metrics
     from app.errors import ApiError, register_error_handlers
     from app.extensions import api, metrics, sock
     from app.logs import configure_logging, correlation_id
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         response.headers["X-Correlation-ID"] = g.get("correlation_id", "-")
         response.headers["X-Process-Time"] = f"{elapsed:.6f}"
+        http_metrics.observe(request.method, request.endpoint, response.status_code, elapsed)
         log.info("request", extra={"method": request.method, "path": request.path,
                                    "status": response.status_code, "duration_ms": round(elapsed * 1000, 3)})
         return response

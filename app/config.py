@@ -74,6 +74,8 @@ class Settings:
     tick_batch_max_size: int = field(default_factory=lambda: int(_env("TICK_BATCH_MAX_SIZE", "1000")))
     max_instruments_per_ws: int = field(default_factory=lambda: int(_env("MAX_INSTRUMENTS_PER_WS", "3000")))
     max_ws_connections: int = field(default_factory=lambda: int(_env("MAX_WS_CONNECTIONS", "3")))
+    stream_metrics_port: int = field(default_factory=lambda: int(_env("STREAM_METRICS_PORT", "9102")))
+    stream_metrics_host: str = field(default_factory=lambda: _env("STREAM_METRICS_HOST", "0.0.0.0"))
 
     # Webhooks.
     webhook_allow_private: bool = field(default_factory=lambda: _env_bool("WEBHOOK_ALLOW_PRIVATE", False))

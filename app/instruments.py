@@ -116,6 +116,11 @@ class InstrumentRegistry:
                     self._version = version
             self._checked_at = now
 
+    @property
+    def version(self) -> tuple | None:
+        """Changes whenever the table is reloaded (row count, newest update)."""
+        return self._version
+
     def invalidate(self) -> None:
         self._checked_at = 0.0
         self._version = None

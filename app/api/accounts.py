@@ -12,13 +12,16 @@ from app.errors import ApiError
 blp = Blueprint("accounts", __name__, description="Kite accounts")
 
 ACCOUNT_ID = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="letters, digits, '_', '.', '-' (1-64)")
+# Credentials travel in HTTP headers to the broker: printable ASCII, no spaces.
+CREDENTIAL = validate.Regexp(r"^[\x21-\x7e]+$", error="printable ASCII without spaces")
 
 
 class AccountCreateSchema(Schema):
     account_id = fields.String(required=True, validate=ACCOUNT_ID)
-    api_key = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    api_secret = fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True)
-    access_token = fields.String(validate=validate.Length(min=1, max=256), load_only=True)
+    api_key = fields.String(required=True, validate=[validate.Length(min=1, max=64), CREDENTIAL])
+    api_secret = fields.String(required=True, validate=[validate.Length(min=1, max=256), CREDENTIAL],
+                               load_only=True)
+    access_token = fields.String(validate=[validate.Length(min=1, max=256), CREDENTIAL], load_only=True)
 
 
 class AccountSchema(Schema):
@@ -31,7 +34,7 @@ class AccountSchema(Schema):
 
 
 class SessionRequestSchema(Schema):
-    request_token = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    request_token = fields.String(required=True, validate=[validate.Length(min=1, max=256), CREDENTIAL])
 
 
 class SessionSchema(Schema):

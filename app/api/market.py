@@ -77,7 +77,8 @@ def _broker(call):
     except kite_errors.InputException as exc:
         raise ApiError(422, f"the broker refused the request: {exc}", "broker_rejected")
     except (kite_errors.TokenException, kite_errors.PermissionException) as exc:
-        raise ApiError(502, f"the broker refused the account's session: {exc}", "broker_session")
+        # The account's own state (expired login), not a fault of ours or the broker's: log in again.
+        raise ApiError(409, f"the broker refused the account's session (log in again): {exc}", "broker_session")
     except kite_errors.KiteException as exc:
         status = 429 if getattr(exc, "code", 0) == 429 else 502
         raise ApiError(status, f"broker error: {exc}", "broker_error")
@@ -85,7 +86,52 @@ def _broker(call):
         raise ApiError(503, f"broker unreachable: {type(exc).__name__}", "broker_unavailable")
 
 
+class UnderlyingsSchema(Schema):
+    underlyings = fields.List(fields.String())
+
+
+class ChainQuoteSchema(Schema):
+    instrument_token = fields.Integer()
+    tradingsymbol = fields.String()
+    lot_size = fields.Integer()
+    last_price = fields.Float(allow_none=True)
+    change = fields.Float(allow_none=True)
+    oi = fields.Integer(allow_none=True)
+    volume = fields.Integer(allow_none=True)
+    iv = fields.Float(allow_none=True, metadata={"description": "implied volatility, annualised (0.15 = 15 %)"})
+    delta = fields.Float(allow_none=True)
+    gamma = fields.Float(allow_none=True)
+    theta = fields.Float(allow_none=True, metadata={"description": "per calendar day"})
+    vega = fields.Float(allow_none=True, metadata={"description": "per volatility point"})
+    rho = fields.Float(allow_none=True, metadata={"description": "per percentage point of rate"})
+
+
+class StrikeRowSchema(Schema):
+    strike = fields.Float()
+    CE = fields.Nested(ChainQuoteSchema, allow_none=True)
+    PE = fields.Nested(ChainQuoteSchema, allow_none=True)
+
+
+class PriceRefSchema(Schema):
+    instrument_token = fields.Integer()
+    tradingsymbol = fields.String()
+    last_price = fields.Float(allow_none=True)
+
+
+class ChainSchema(Schema):
+    underlying = fields.String()
+    expiry = fields.String()
+    expiries = fields.List(fields.String())
+    spot = fields.Nested(PriceRefSchema, allow_none=True)
+    future = fields.Nested(PriceRefSchema, allow_none=True)
+    atm_strike = fields.Float(allow_none=True)
+    lot_size = fields.Integer()
+    strikes = fields.List(fields.Nested(StrikeRowSchema))
+    updated_at = fields.String()
+
+
 @blp.route("/option-chain/underlyings", methods=["GET"])
+@blp.response(200, UnderlyingsSchema)
 def underlyings():
     """Underlyings with live options in the instrument registry."""
     authenticate()
@@ -94,6 +140,7 @@ def underlyings():
 
 @blp.route("/option-chain", methods=["GET"])
 @blp.arguments(ChainQuerySchema, location="query")
+@blp.response(200, ChainSchema)
 def chain(query):
     """The live chain: per strike CE/PE LTP, change, OI, volume, IV and Greeks from the latest ticks.
 
@@ -107,8 +154,20 @@ def chain(query):
         raise ApiError(404, str(exc))
 
 
+class HistorySchema(Schema):
+    instrument_token = fields.Integer()
+    interval = fields.String()
+    candles = fields.List(fields.Dict(), metadata={"description": "date, open, high, low, close, volume(, oi)"})
+
+
+class PositionsSchema(Schema):
+    net = fields.List(fields.Dict())
+    day = fields.List(fields.Dict())
+
+
 @blp.route("/history", methods=["GET"])
 @blp.arguments(HistoryQuerySchema, location="query")
+@blp.response(200, HistorySchema)
 def history(query):
     """Historical candles from the broker (`[date, open, high, low, close, volume(, oi)]` as objects)."""
     if query["from_ts"] > query["to_ts"]:
@@ -122,6 +181,9 @@ def history(query):
 
 @blp.route("/quote", methods=["GET"])
 @blp.arguments(QuoteQuerySchema, location="query")
+@blp.doc(responses={"200": {"description": "quotes keyed by EXCHANGE:SYMBOL, as Kite answers them",
+                             "content": {"application/json": {"schema": {
+                                 "type": "object", "additionalProperties": {"type": "object"}}}}}})
 def quote(query):
     """Full quotes from the broker for `i=EXCHANGE:SYMBOL` (repeated)."""
     kite = kite_client(_credentials_for(query.get("account_id")))
@@ -130,6 +192,7 @@ def quote(query):
 
 @blp.route("/portfolio/positions", methods=["GET"])
 @blp.arguments(PositionsQuerySchema, location="query")
+@blp.response(200, PositionsSchema)
 def positions(query):
     """The account's positions at the broker (`net` and `day`)."""
     kite = kite_client(_credentials_for(query["account_id"]))

@@ -1,0 +1,82 @@
+"""Batch latency versus one order and versus the same orders one after another.
+
+The paper broker answers every REST call after 200 ms (as a slow day at Kite),
+so the figures show whether legs really run in parallel.
+
+    python bench/batch.py [--latency-ms 200] [--rounds 5]
+
+Target: a 4-leg batch settles in ≤ 1.3 × one order's REST-accept → broker-ack latency.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import requests
+
+from stack import bench_stack
+
+
+def condor(instruments) -> list[dict]:
+    options = [i for i in instruments if i.name == "NIFTY" and i.is_option]
+    expiry = min(o.expiry for o in options)
+    by_key = {(o.strike, o.instrument_type): o for o in options if o.expiry == expiry}
+    strikes = sorted({k[0] for k in by_key})
+    mid = len(strikes) // 2
+    picks = [(strikes[mid - 4], "PE", "BUY"), (strikes[mid - 2], "PE", "SELL"),
+             (strikes[mid + 2], "CE", "SELL"), (strikes[mid + 4], "CE", "BUY")]
+    return [{"exchange": "NFO", "tradingsymbol": by_key[(k, t)].tradingsymbol, "transaction_type": side,
+             "quantity": by_key[(k, t)].lot_size, "product": "NRML", "order_type": "MARKET"}
+            for k, t, side in picks]
+
+
+def place_and_wait_ack(base: str, headers: dict, order: dict) -> float:
+    started = time.perf_counter()
+    response = requests.post(f"{base}/accounts/primary/orders", json=order, headers=headers, timeout=10)
+    response.raise_for_status()
+    order_id = response.json()["id"]
+    while True:
+        record = requests.get(f"{base}/orders/{order_id}", headers=headers, timeout=10).json()
+        if record["broker_order_id"] or record["status"] not in ("QUEUED", "SUBMITTING"):
+            return time.perf_counter() - started
+        time.sleep(0.002)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    with bench_stack(worker_concurrency=4, broker_faults={"latency_ms": args.latency_ms}) as (app, server, broker, headers):
+        from app.instruments import registry
+
+        legs = condor(registry().all())
+        base = server.url
+        print(f"paper broker latency {args.latency_ms} ms per call; worker concurrency 4; {args.rounds} rounds")
+        place_and_wait_ack(base, headers, legs[0])  # warm up connections and caches
+        single, sequential, batch = [], [], []
+        for round_no in range(args.rounds):
+            single.append(place_and_wait_ack(base, headers, legs[round_no % 4]))
+            started = time.perf_counter()
+            for leg in legs:
+                place_and_wait_ack(base, headers, leg)
+            sequential.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            response = requests.post(f"{base}/accounts/primary/batch-orders", headers=headers, timeout=30,
+                                     json={"legs": legs, "wait": 20})
+            elapsed = time.perf_counter() - started
+            assert response.json()["status"] == "COMPLETED", response.json()
+            batch.append(elapsed)
+            print(f"  round {round_no + 1}: one order {single[-1] * 1000:.0f} ms, 4 sequential "
+                  f"{sequential[-1] * 1000:.0f} ms, 4-leg batch {batch[-1] * 1000:.0f} ms", flush=True)
+        one, seq, bat = (statistics.median(x) for x in (single, sequential, batch))
+        print(f"median one order (accept → ack): {one * 1000:.0f} ms")
+        print(f"median 4 orders one after another: {seq * 1000:.0f} ms")
+        print(f"median 4-leg batch (request → settled): {bat * 1000:.0f} ms")
+        print(f"batch / one order = {bat / one:.2f} (target ≤ 1.30); sequential / batch = {seq / bat:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""A throwaway stack for benchmarks: private database and Redis DB, paper broker, worker, live web server.
+
+Uses the same environment set-up as the tests (PostgreSQL and Redis when reachable,
+SQLite and an embedded Redis otherwise) so figures come from the real parts.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.environment import API_KEYS, configure_test_environment  # noqa: E402
+
+ACCOUNT = {"api_key": "bench-primary", "api_secret": "bench-secret", "access_token": "bench-token"}
+
+
+@contextmanager
+def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, env: dict | None = None):
+    """Yields (app, live_server, broker, headers); everything stops afterwards."""
+    environment = configure_test_environment()
+    os.environ.update(env or {})
+    from alembic import command
+
+    from app import create_app
+    from app import accounts as account_service
+    from app.cli import alembic_config
+    from app.db import session_scope
+    from sim.harness import PaperBroker
+    from tests.support.processes import CeleryWorker, LiveServer
+    from workers.tasks.maintenance import refresh_instruments
+
+    command.upgrade(alembic_config(), "head")
+    app = create_app()
+    server = LiveServer(app).start()
+    broker = PaperBroker(seed=3, postback_url=f"{server.url}/postback/kite",
+                         accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])}).start()
+    worker = None
+    try:
+        os.environ["KITE_API_ROOT"], os.environ["KITE_WS_ROOT"] = broker.root, broker.ws_root
+        with session_scope() as session:
+            account_service.add_account(session, "primary", **ACCOUNT)
+        refresh_instruments.run()
+        worker = CeleryWorker(concurrency=worker_concurrency).start()
+        if broker_faults:
+            broker.set_faults(**broker_faults)
+        yield app, server, broker, {"X-API-Key": API_KEYS["admin"]}
+    finally:
+        if worker:
+            worker.stop()
+        broker.stop()
+        server.stop()
+        environment.close()

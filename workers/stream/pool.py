@@ -1,0 +1,419 @@
+"""A pool of ``kiteconnect.KiteTicker`` connections over several accounts.
+
+Twisted rules this module follows (kite-protocol-details.md §4.6–4.7):
+- one reactor per process, started once in a daemon thread and never stopped
+  (``KiteTicker.stop()`` is never called: the reactor cannot restart);
+- every ``connect``/``subscribe``/``set_mode``/``close`` runs on the reactor
+  thread (``reactor.callFromThread``); public methods of ``TickerPool`` are
+  thread-safe and only post work there;
+- callbacks arrive on the reactor thread, must never raise (an exception drops
+  the socket) and never block: raw frames go onto ``TickerPool.frames``
+  (``on_ticks`` stays unset, so KiteTicker's slow parser never runs) and order
+  updates to a dispatcher thread.
+
+Liveness: KiteTicker never pings, so a watchdog on the reactor aborts a
+connection that delivered nothing (not even a heartbeat) for
+``silence_timeout_s``; KiteTicker's factory then reconnects with exponential
+backoff, and ``on_connect`` resubscribes everything the plan gives that
+connection. When the factory gives up (``on_noreconnect``) the pool starts a
+fresh attempt itself, with its own capped exponential backoff.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from kiteconnect import KiteTicker
+from twisted.internet import reactor, task
+
+from workers.stream import metrics
+from workers.stream.subscriptions import Capacity, Slot, SubscriptionPlan
+
+log = logging.getLogger(__name__)
+
+OrderUpdateCallback = Callable[[str, dict], None]
+
+_reactor_lock = threading.Lock()
+
+
+def ensure_reactor_running(timeout: float = 10.0) -> None:
+    """Start Twisted's reactor in a daemon thread, once per process (what
+    ``KiteTicker.connect(threaded=True)`` does, without racing a connect)."""
+    with _reactor_lock:
+        if reactor.running:
+            return
+        started = threading.Event()
+        reactor.callWhenRunning(started.set)
+        threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                         name="twisted-reactor", daemon=True).start()
+        if not started.wait(timeout):
+            raise RuntimeError("Twisted reactor did not start")
+
+
+@dataclass
+class AccountCredentials:
+    account_id: str
+    api_key: str
+    access_token: str
+
+
+@dataclass
+class PooledConnection:
+    """One KiteTicker and what the broker should and does have on it.
+    Touched only on the reactor thread."""
+
+    slot: Slot
+    ticker: KiteTicker
+    desired: dict[int, str] = field(default_factory=dict)  # token -> mode, from the plan
+    sent: dict[int, str] = field(default_factory=dict)  # what this socket was told since it opened
+    connected: bool = False
+    closing: bool = False
+    last_message_at: float = 0.0  # monotonic
+    connects: int = 0
+    restarts: int = 0  # pool-driven restarts since the last good connect
+    restart_at: float | None = None  # pending pool-driven restart (monotonic)
+
+    @property
+    def account_id(self) -> str:
+        return self.slot[0]
+
+
+class TickerPool:
+    def __init__(self, ws_root: str | None = None, *, max_ws_connections: int = 3,
+                 max_instruments_per_ws: int = 3000, on_order_update: OrderUpdateCallback | None = None,
+                 frame_queue: "queue.Queue[tuple[str, bytes, float]] | None" = None,
+                 silence_timeout_s: float = 5.0, watchdog_interval_s: float = 1.0,
+                 reconnect_max_delay_s: int = 30, reconnect_max_tries: int = 50,
+                 restart_backoff_s: float = 1.0, restart_backoff_max_s: float = 60.0,
+                 connect_timeout_s: int = 10) -> None:
+        self.ws_root = ws_root
+        self.frames = frame_queue if frame_queue is not None else queue.Queue(maxsize=20_000)
+        self.on_order_update = on_order_update
+        self.silence_timeout_s = silence_timeout_s
+        self.watchdog_interval_s = watchdog_interval_s
+        self.reconnect_max_delay_s = reconnect_max_delay_s
+        self.reconnect_max_tries = reconnect_max_tries
+        self.restart_backoff_s = restart_backoff_s
+        self.restart_backoff_max_s = restart_backoff_max_s
+        self.connect_timeout_s = connect_timeout_s
+        self._lock = threading.Lock()  # guards _plan and _accounts
+        self._plan = SubscriptionPlan(max_ws_connections, max_instruments_per_ws)
+        self._accounts: dict[str, AccountCredentials] = {}
+        self._conns: dict[Slot, PooledConnection] = {}  # reactor thread only
+        self._orders: "queue.Queue[tuple[str, dict] | None]" = queue.Queue()
+        self._watchdog: task.LoopingCall | None = None
+        self._order_thread: threading.Thread | None = None
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "TickerPool":
+        ensure_reactor_running()
+        self._started = True
+        self._order_thread = threading.Thread(target=self._dispatch_orders, name="stream-order-updates", daemon=True)
+        self._order_thread.start()
+        reactor.callFromThread(self._start_watchdog)
+        self._post_reconcile()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection (the reactor keeps running for others)."""
+        done = threading.Event()
+
+        def shutdown() -> None:
+            if self._watchdog is not None and self._watchdog.running:
+                self._watchdog.stop()
+            for conn in list(self._conns.values()):
+                self._close(conn)
+            self._conns.clear()
+            done.set()
+
+        if self._started:
+            reactor.callFromThread(shutdown)
+            done.wait(timeout)
+            self._orders.put(None)
+            self._started = False
+
+    # -- accounts and subscriptions (any thread) ---------------------------
+    def add_account(self, account_id: str, api_key: str, access_token: str) -> None:
+        """Add an account, or replace its credentials (its connections restart)."""
+        creds = AccountCredentials(account_id, api_key, access_token)
+        with self._lock:
+            old = self._accounts.get(account_id)
+            self._accounts[account_id] = creds
+            self._plan.set_accounts(list(self._accounts))
+        if old is not None and old != creds:
+            reactor.callFromThread(self._drop_account_connections, account_id)
+        self._post_reconcile()
+
+    def remove_account(self, account_id: str) -> None:
+        """Stop using an account; its instruments move to the other accounts."""
+        with self._lock:
+            self._accounts.pop(account_id, None)
+            self._plan.set_accounts(list(self._accounts))
+        self._post_reconcile()
+
+    def accounts(self) -> list[str]:
+        with self._lock:
+            return list(self._accounts)
+
+    def set_subscriptions(self, desired: Mapping[int, str]) -> None:
+        """Make ``desired`` (token -> ltp|quote|full) the whole subscription
+        set. Raises CapacityExceeded when it does not fit."""
+        with self._lock:
+            self._plan.set_desired(desired)
+        self._post_reconcile()
+
+    def subscribe(self, tokens: Iterable[int], mode: str = "quote") -> None:
+        with self._lock:
+            self._plan.subscribe(tokens, mode)
+        self._post_reconcile()
+
+    def unsubscribe(self, tokens: Iterable[int]) -> None:
+        with self._lock:
+            self._plan.unsubscribe(tokens)
+        self._post_reconcile()
+
+    def set_mode(self, tokens: Iterable[int], mode: str) -> None:
+        with self._lock:
+            self._plan.set_mode(tokens, mode)
+        self._post_reconcile()
+
+    def capacity(self) -> Capacity:
+        with self._lock:
+            return self._plan.capacity()
+
+    def subscriptions(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._plan.desired)
+
+    def status(self, timeout: float = 2.0) -> dict:
+        """Snapshot of every connection, taken on the reactor thread."""
+        result: dict = {}
+        done = threading.Event()
+
+        def collect() -> None:
+            now = time.monotonic()
+            result["connections"] = [
+                {"account_id": c.slot[0], "index": c.slot[1], "connected": c.connected,
+                 "instruments": len(c.desired), "subscribed": len(c.sent), "connects": c.connects,
+                 "last_message_age_s": round(now - c.last_message_at, 3) if c.last_message_at else None}
+                for c in sorted(self._conns.values(), key=lambda c: c.slot)
+            ]
+            done.set()
+
+        reactor.callFromThread(collect)
+        done.wait(timeout)
+        with self._lock:
+            result["capacity"] = self._plan.capacity().__dict__
+            result["unassigned"] = len(self._plan.unassigned())
+        return result
+
+    # -- reactor thread ----------------------------------------------------
+    def _post_reconcile(self) -> None:
+        if self._started:
+            reactor.callFromThread(self._reconcile)
+
+    def _reconcile(self) -> None:
+        with self._lock:
+            plan = {slot: dict(tokens) for slot, tokens in self._plan.slots.items() if tokens}
+            creds = dict(self._accounts)
+        for slot in [s for s in self._conns if s not in plan]:
+            self._close(self._conns.pop(slot))
+        for slot, tokens in plan.items():
+            conn = self._conns.get(slot)
+            if conn is None:
+                conn = self._open(slot, creds[slot[0]])
+            conn.desired = tokens
+            if conn.connected:
+                self._sync(conn)
+        self._export_gauges()
+
+    def _open(self, slot: Slot, creds: AccountCredentials) -> PooledConnection:
+        ticker = KiteTicker(creds.api_key, creds.access_token, root=self.ws_root,
+                            reconnect_max_delay=self.reconnect_max_delay_s,
+                            reconnect_max_tries=self.reconnect_max_tries,
+                            connect_timeout=self.connect_timeout_s)
+        conn = PooledConnection(slot=slot, ticker=ticker)
+        ticker.on_connect = lambda ws, response: self._guard(self._on_connect, conn)
+        ticker.on_message = lambda ws, payload, is_binary: self._guard(self._on_message, conn, payload, is_binary)
+        ticker.on_close = lambda ws, code, reason: self._guard(self._on_close, conn, code, reason)
+        ticker.on_error = lambda ws, code, reason: self._guard(self._on_error, conn, code, reason)
+        ticker.on_noreconnect = lambda ws: self._guard(self._on_noreconnect, conn)
+        self._conns[slot] = conn
+        ticker.connect()  # reactor already running: only schedules the connection
+        return conn
+
+    def _close(self, conn: PooledConnection) -> None:
+        conn.closing = True
+        conn.connected = False
+        ws = conn.ticker.ws
+        try:
+            conn.ticker.close()  # stopTrying + close frame; never stop(): it ends the reactor
+        except Exception:
+            log.debug("closing %s", conn.slot, exc_info=True)
+        if ws is not None:
+            # A server that ignores the close frame must not keep the socket.
+            reactor.callLater(2.0, self._guard, ws.dropConnection, True)
+
+    def _drop_account_connections(self, account_id: str) -> None:
+        for slot in [s for s in self._conns if s[0] == account_id]:
+            self._close(self._conns.pop(slot))
+
+    def _sync(self, conn: PooledConnection) -> None:
+        """Tell the broker the difference between what this socket has and what it should have."""
+        kt, desired, sent = conn.ticker, conn.desired, conn.sent
+        gone = [t for t in sent if t not in desired]
+        by_mode: dict[str, list[int]] = {}
+        for token, mode in desired.items():
+            if sent.get(token) != mode:
+                by_mode.setdefault(mode, []).append(token)
+        try:
+            if gone:
+                kt.unsubscribe(gone)
+            for mode, tokens in by_mode.items():
+                new = [t for t in tokens if t not in sent]
+                if new:
+                    kt.subscribe(new)
+                kt.set_mode(mode, tokens)  # also for quote: explicit beats the server default
+        except Exception:
+            # KiteTicker closes the socket on a failed send; on_connect will resend everything.
+            log.warning("subscription sync failed on %s", conn.slot, exc_info=True)
+            return
+        conn.sent = dict(desired)
+
+    def _on_connect(self, conn: PooledConnection) -> None:
+        if conn.closing:
+            return
+        conn.connected = True
+        conn.connects += 1
+        conn.restarts = 0
+        conn.restart_at = None
+        conn.last_message_at = time.monotonic()
+        conn.sent = {}
+        # KiteTicker resubscribes its own record after on_connect; make that
+        # record exactly our set, so tokens dropped while offline stay dropped.
+        conn.ticker.subscribed_tokens = {}
+        self._sync(conn)
+        log.info("ticker %s connected (%d instruments, connect #%d)", conn.slot, len(conn.desired), conn.connects)
+        self._export_gauges()
+
+    def _on_message(self, conn: PooledConnection, payload: bytes, is_binary: bool) -> None:
+        conn.last_message_at = time.monotonic()
+        if is_binary:
+            metrics.FRAMES_RECEIVED.labels(account_id=conn.account_id).inc()
+            if len(payload) > 4:  # shorter frames are heartbeats (KiteTicker ignores <= 4 too)
+                try:
+                    self.frames.put_nowait((conn.account_id, payload, time.time()))
+                except queue.Full:
+                    metrics.TICKS_DROPPED.labels(reason="queue_full").inc()
+            return
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "order" and message.get("data"):
+            metrics.ORDER_UPDATES.labels(account_id=conn.account_id).inc()
+            self._orders.put((conn.account_id, message["data"]))
+
+    def _on_close(self, conn: PooledConnection, code, reason) -> None:
+        conn.connected = False
+        if not conn.closing:
+            log.warning("ticker %s closed: %s %s", conn.slot, code, reason)
+        self._export_gauges()
+
+    def _on_error(self, conn: PooledConnection, code, reason) -> None:
+        if not conn.closing:
+            log.warning("ticker %s error: %s %s", conn.slot, code, reason)
+
+    def _on_noreconnect(self, conn: PooledConnection) -> None:
+        if not conn.closing:
+            log.error("ticker %s: KiteTicker gave up reconnecting; the pool takes over", conn.slot)
+            self._schedule_restart(conn)
+
+    def _schedule_restart(self, conn: PooledConnection) -> None:
+        if conn.restart_at is not None:
+            return
+        delay = min(self.restart_backoff_max_s, self.restart_backoff_s * (2 ** conn.restarts))
+        conn.restart_at = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        conn.restarts += 1
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None or not self._watchdog.running:
+            self._watchdog = task.LoopingCall(self._guard, self._watch)
+            self._watchdog.start(self.watchdog_interval_s, now=False)
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._conns.values()):
+            if conn.closing:
+                continue
+            if conn.connected and now - conn.last_message_at > self.silence_timeout_s:
+                log.warning("ticker %s silent for %.1fs: reconnecting", conn.slot, now - conn.last_message_at)
+                metrics.POOL_RECONNECTS.labels(account_id=conn.account_id, reason="silence").inc()
+                conn.connected = False
+                if conn.ticker.ws is not None:
+                    conn.ticker.ws.dropConnection(abort=True)  # the factory then retries with backoff
+                continue
+            if not conn.connected and _factory_gave_up(conn.ticker):
+                self._schedule_restart(conn)  # also when on_noreconnect never came (debug=True)
+            if conn.restart_at is not None and now >= conn.restart_at and not conn.connected:
+                log.warning("ticker %s: restarting (attempt %d)", conn.slot, conn.restarts)
+                metrics.POOL_RECONNECTS.labels(account_id=conn.account_id, reason="gave_up").inc()
+                conn.restart_at = None
+                try:
+                    conn.ticker.stop_retry()
+                except Exception:
+                    pass
+                conn.ticker.connect()  # a fresh factory with a fresh retry budget
+        self._export_gauges()
+
+    def _export_gauges(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for account in self.accounts():
+            counts[(account, "connected")] = 0
+            counts[(account, "connecting")] = 0
+        for conn in self._conns.values():
+            key = (conn.account_id, "connected" if conn.connected else "connecting")
+            counts[key] = counts.get(key, 0) + 1
+        for (account, state), n in counts.items():
+            metrics.POOL_CONNECTIONS.labels(account_id=account, state=state).set(n)
+        with self._lock:
+            per_account: dict[str, int] = {a: 0 for a in self._accounts}
+            for (account, _), tokens in self._plan.slots.items():
+                per_account[account] = per_account.get(account, 0) + len(tokens)
+        for account, n in per_account.items():
+            metrics.POOL_SUBSCRIBED.labels(account_id=account).set(n)
+
+    def _guard(self, fn, *args) -> None:
+        # An exception escaping a KiteTicker callback would drop the socket.
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("stream pool callback %s failed", getattr(fn, "__name__", fn))
+
+    # -- order updates (own thread: the callback may touch the database) ----
+    def _dispatch_orders(self) -> None:
+        while True:
+            item = self._orders.get()
+            if item is None:
+                return
+            if self.on_order_update is None:
+                continue
+            try:
+                self.on_order_update(*item)
+            except Exception:
+                log.exception("on_order_update failed for %s", item[0])
+
+
+def _factory_gave_up(ticker: KiteTicker) -> bool:
+    factory = getattr(ticker, "factory", None)
+    if factory is None:
+        return False
+    exhausted = factory.maxRetries is not None and factory.retries > factory.maxRetries
+    return exhausted or not factory.continueTrying

@@ -1,0 +1,125 @@
+"""Publish tick batches to Redis behind a circuit breaker.
+
+While Redis is down the stream must keep its broker connections and keep
+decoding: publishing fails fast (short socket timeouts, no client retries),
+the breaker opens after a few consecutive failures and batches are dropped
+without touching the network. After ``reset_timeout_s`` one batch is let
+through as a probe (half-open); success closes the breaker, failure re-opens it.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from workers.stream import metrics
+
+log = logging.getLogger(__name__)
+
+# Hash of the newest tick per instrument: field = instrument token (decimal
+# string), value = the JSON tick exactly as published (Greeks included for
+# options). The web process serves GET /option-chain from it with HMGET.
+LATEST_TICKS_KEY = "ticks:latest"
+
+
+class BreakerState(enum.IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class CircuitBreaker:
+    def __init__(self, failure_threshold: int = 3, reset_timeout_s: float = 2.0, clock=time.monotonic) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_s = reset_timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at = 0.0
+        self.state = BreakerState.CLOSED
+        metrics.BREAKER_STATE.set(self.state)
+
+    def allow(self) -> bool:
+        """May a call go through now? In OPEN, the first call after the reset
+        timeout becomes the half-open probe."""
+        with self._lock:
+            if self.state is BreakerState.OPEN:
+                if self._clock() - self._opened_at < self.reset_timeout_s:
+                    return False
+                self._set(BreakerState.HALF_OPEN)
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            if self.state is not BreakerState.CLOSED:
+                log.info("Redis publish breaker closed")
+                self._set(BreakerState.CLOSED)
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self.state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
+                if self.state is not BreakerState.OPEN:
+                    log.warning("Redis publish breaker opened after %d failure(s)", self._failures)
+                    metrics.BREAKER_OPENED.inc()
+                self._opened_at = self._clock()
+                self._set(BreakerState.OPEN)
+
+    def _set(self, state: BreakerState) -> None:
+        self.state = state
+        metrics.BREAKER_STATE.set(state)
+
+
+class PublishResult(enum.Enum):
+    PUBLISHED = "published"
+    BREAKER_OPEN = "breaker_open"  # dropped without trying
+    REDIS_ERROR = "redis_error"  # tried and failed
+
+
+class RedisPublisher:
+    """One pipeline round trip per batch: every channel's PUBLISH plus the
+    HSET of the latest ticks."""
+
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker | None = None,
+                 latest_key: str = LATEST_TICKS_KEY) -> None:
+        self.client = client
+        self.breaker = breaker or CircuitBreaker()
+        self.latest_key = latest_key
+        self.published_batches = 0
+        self.dropped_batches = 0
+
+    @classmethod
+    def from_url(cls, url: str, timeout_s: float = 0.5, **kwargs) -> "RedisPublisher":
+        # No client-side retries: redis-py's default backoff would stall the
+        # stream for seconds per batch while Redis is down.
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
+        )
+        return cls(client, **kwargs)
+
+    def publish(self, messages: dict[str, str | bytes], latest: dict[int, str | bytes] | None = None) -> PublishResult:
+        if not self.breaker.allow():
+            self.dropped_batches += 1
+            return PublishResult.BREAKER_OPEN
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for channel, payload in messages.items():
+                pipe.publish(channel, payload)
+            if latest:
+                pipe.hset(self.latest_key, mapping=latest)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self.dropped_batches += 1
+            self.breaker.record_failure()
+            log.debug("publish failed: %s", exc)
+            return PublishResult.REDIS_ERROR
+        self.breaker.record_success()
+        self.published_batches += 1
+        return PublishResult.PUBLISHED

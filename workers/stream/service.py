@@ -1,0 +1,224 @@
+"""The `stream` process: leases accounts, keeps their ticker pool subscribed, fans ticks out.
+
+    LeaseKeeper ──gained/lost──▶ TickerPool ──frames──▶ FramePump ─▶ TickBatcher ─▶ RedisPublisher
+        ▲                            ▲  order messages ──▶ app.orders.sync.apply_broker_update
+        │ accounts (database)        │ subscriptions (database; `stream:control` wakes a reload)
+
+Several stream processes share the work: each holds a fair share of the accounts
+(leases in Redis) and subscribes the instruments assigned to its accounts, so no
+instrument is streamed twice. Assignment is deterministic from the sorted list
+of leased accounts, so every process computes the same split without talking.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+
+from prometheus_client import start_http_server
+from sqlalchemy import select
+
+from app import greeks
+from app.accounts import credentials
+from app.config import Settings, load_settings
+from app.db import new_session
+from app.instruments import option_underlyings, registry, underlying_instruments
+from app.models import Account, Subscription
+from app.redis_client import get_redis
+from app.subscriptions import CONTROL_CHANNEL
+from workers.stream.batcher import TickBatcher
+from workers.stream.enrich import GreeksEnricher
+from workers.stream.instruments import InstrumentBook, OptionMeta, UnderlyingTokens
+from workers.stream.leases import LEASE_KEY, AccountLeases, LeaseKeeper
+from workers.stream.pool import TickerPool
+from workers.stream.publisher import RedisPublisher
+from workers.stream.pump import FramePump
+from workers.stream.subscriptions import CapacityExceeded
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "stream:heartbeat:{holder}"
+HEARTBEAT_TTL_S = 10
+RELOAD_EVERY_S = 5.0  # subscriptions are re-read this often even without a wake-up
+
+
+def build_book() -> InstrumentBook:
+    """Option metadata and underlying tokens for the Greeks, from the instrument registry."""
+    instruments = registry().all()
+    options: dict[int, OptionMeta] = {}
+    underlyings: dict[str, UnderlyingTokens] = {}
+    for name in option_underlyings(instruments):
+        found = underlying_instruments(instruments, name)
+        for o in found.options:
+            options[o.instrument_token] = OptionMeta(o.instrument_token, name, o.strike, o.expiry,
+                                                     o.instrument_type == "CE", o.lot_size, o.tradingsymbol)
+        underlyings[name] = UnderlyingTokens(
+            name, index_token=found.index.instrument_token if found.index else None,
+            future_tokens=tuple(f.instrument_token for f in found.futures),
+            future_expiries=tuple(f.expiry for f in found.futures))
+    return InstrumentBook(options, underlyings)
+
+
+def assign(tokens: dict[int, tuple[str, str | None]], leased: list[str], mine: set[str]) -> dict[int, str]:
+    """The subscriptions (token → mode) this process streams.
+
+    `tokens` maps token → (mode, pinned account or None); a token pinned to a
+    leased account goes to that account, the others round-robin over the sorted
+    leased accounts.
+    """
+    if not leased:
+        return {}
+    leased = sorted(leased)
+    desired: dict[int, str] = {}
+    unpinned = sorted(t for t, (_, pin) in tokens.items() if pin not in leased)
+    for i, token in enumerate(unpinned):
+        if leased[i % len(leased)] in mine:
+            desired[token] = tokens[token][0]
+    for token, (mode, pin) in tokens.items():
+        if pin in leased and pin in mine:
+            desired[token] = mode
+    return desired
+
+
+class StreamService:
+    def __init__(self, settings: Settings | None = None, holder_id: str | None = None,
+                 metrics_port: int | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.holder_id = holder_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics_port = metrics_port
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._book_version: tuple | None = None
+        self.publisher = RedisPublisher.from_url(self.settings.redis_url)
+        self.batcher = TickBatcher(
+            self.publisher, build_book(),
+            GreeksEnricher(self.settings.option_greeks_interest_rate, self.settings.option_greeks_dividend_yield),
+            window_ms=self.settings.tick_batch_window_ms, max_size=self.settings.tick_batch_max_size)
+        self.pool = TickerPool(self.settings.kite_ws_root, max_ws_connections=self.settings.max_ws_connections,
+                               max_instruments_per_ws=self.settings.max_instruments_per_ws,
+                               on_order_update=self._on_order_update)
+        self.pump = FramePump(self.pool.frames, self.batcher)
+        self.leases = AccountLeases(get_redis(), holder_id=self.holder_id)
+        self.keeper = LeaseKeeper(self.leases, self._streaming_accounts, self._gained, self._lost)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "StreamService":
+        started = time.perf_counter()
+        greeks.warm_up()  # compile (or load from cache) every kernel before the first tick
+        log.info("greeks kernels ready", extra={"seconds": round(time.perf_counter() - started, 3)})
+        if self.metrics_port:
+            try:
+                start_http_server(self.metrics_port, addr=self.settings.stream_metrics_host)
+            except OSError as exc:  # a second stream on one host: metrics from the first one only
+                log.warning("stream metrics port unavailable", extra={"port": self.metrics_port, "error": str(exc)})
+        self.pool.start()
+        self.pump.start()
+        self.keeper.start()
+        threading.Thread(target=self._listen_for_changes, name="stream-control", daemon=True).start()
+        return self
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            self._reload.wait(RELOAD_EVERY_S)
+            self._reload.clear()
+            if self._stop.is_set():
+                break
+            self.apply_subscriptions()
+            self._heartbeat()
+
+    def request_stop(self) -> None:
+        """Ask run_forever to return (safe from a signal handler)."""
+        self._stop.set()
+        self._reload.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._reload.set()
+        self.keeper.stop(release=True)
+        self.pump.stop()
+        self.pool.stop()
+        try:
+            get_redis().delete(HEARTBEAT_KEY.format(holder=self.holder_id))
+        except Exception:
+            pass
+
+    # ---- accounts ------------------------------------------------------------------------------
+    @staticmethod
+    def _streaming_accounts() -> list[str]:
+        with new_session() as session:
+            return list(session.scalars(select(Account.id).where(
+                Account.active.is_(True), Account.access_token_enc.is_not(None))))
+
+    def _gained(self, account_id: str) -> None:
+        with new_session() as session:
+            creds = credentials(session.get(Account, account_id))
+        self.pool.add_account(account_id, creds.api_key, creds.access_token)
+        log.info("account leased", extra={"account_id": account_id, "holder": self.holder_id})
+        self._reload.set()
+
+    def _lost(self, account_id: str) -> None:
+        self.pool.remove_account(account_id)
+        log.info("account lease lost", extra={"account_id": account_id, "holder": self.holder_id})
+        self._reload.set()
+
+    @staticmethod
+    def _on_order_update(account_id: str, order: dict) -> None:
+        from app.orders.sync import apply_broker_update
+
+        apply_broker_update(account_id, order, source="websocket")
+
+    # ---- subscriptions -------------------------------------------------------------------------
+    def _leased_accounts(self) -> list[str]:
+        prefix = LEASE_KEY.format(account_id="")
+        keys = get_redis().scan_iter(f"{prefix}*", count=500)
+        return [k.decode()[len(prefix):] for k in keys]
+
+    def apply_subscriptions(self) -> None:
+        try:
+            self._refresh_book()
+            with new_session() as session:
+                tokens = {s.instrument_token: (s.requested_mode.lower(), s.account_id)
+                          for s in session.scalars(select(Subscription))}
+            desired = assign(tokens, self._leased_accounts(), set(self.pool.accounts()))
+            try:
+                self.pool.set_subscriptions(desired)
+            except CapacityExceeded as exc:  # the API refuses this; only a lost account gets here
+                fits = dict(sorted(desired.items())[: exc.capacity])
+                log.error("subscriptions exceed capacity; streaming what fits",
+                          extra={"requested": exc.requested, "capacity": exc.capacity})
+                self.pool.set_subscriptions(fits)
+        except Exception:  # a database or Redis outage: keep streaming what we have, retry soon
+            log.warning("subscriptions not refreshed", exc_info=True)
+
+    def _refresh_book(self) -> None:
+        instruments = registry()
+        instruments.all()  # reloads the registry if the table changed
+        version = instruments.version
+        if version != self._book_version:
+            self.batcher.instruments = build_book()
+            self._book_version = version
+
+    def _listen_for_changes(self) -> None:
+        """`stream:control` wakes a reload within milliseconds; reconnects after Redis outages."""
+        while not self._stop.is_set():
+            try:
+                pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CONTROL_CHANNEL)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message:
+                        self._reload.set()
+            except Exception:
+                log.warning("control channel lost; retrying", exc_info=True)
+                self._stop.wait(1.0)
+
+    def _heartbeat(self) -> None:
+        status = {"holder": self.holder_id, "accounts": self.pool.accounts(),
+                  "subscriptions": len(self.pool.subscriptions()), "at": time.time()}
+        try:
+            get_redis().set(HEARTBEAT_KEY.format(holder=self.holder_id), json.dumps(status), ex=HEARTBEAT_TTL_S)
+        except Exception:
+            log.warning("heartbeat not written", exc_info=True)
