@@ -15,7 +15,8 @@ log = logging.getLogger("app.access")
 # Endpoints anyone may call: health, metrics, the API description, the dashboard,
 # and the broker's postback (which carries its own checksum).
 PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_json",
-                    "api-docs.openapi_swagger_ui", "static", "postback.kite_postback"}
+                    "api-docs.openapi_swagger_ui", "static", "postback.kite_postback",
+                    "dashboard.index", "dashboard.dashboard_page"}
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     api.spec.components.security_scheme("ApiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     sock.init_app(app)
     metrics.init_app(app)
+    _register_cluster_metrics(metrics.registry)
     register_error_handlers(app)
     _register_routes(app, api)
     _register_cli(app)
@@ -80,6 +82,14 @@ def _register_routes(app: Flask, api) -> None:
 
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
+
+
+def _register_cluster_metrics(registry) -> None:
+    """Figures counted by workers in Redis, on the registry /metrics really serves."""
+    from app import cluster_metrics
+    from app.batches import metrics as _batch_metrics  # noqa: F401  (defines its cluster metrics)
+
+    cluster_metrics.register_collector(registry)
 
 
 def _register_cli(app: Flask) -> None:
