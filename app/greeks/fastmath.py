@@ -4,10 +4,13 @@ numba calls libm for math.exp/log/erfc, and a loop with a call in it is not
 vectorised (SVML is not available). These versions are polynomials plus bit
 manipulation with every branch written as a select, so LLVM turns the pricing
 loops into SIMD code. Accuracy, checked in tests/test_greeks.py against mpmath:
-exp and log within 2 ulp, erfcx within 4 ulp on [0, inf). Results below
+relative error of exp and log below 2 eps, of erfcx below 4 eps on [0, inf)
+(eps = 2.2e-16). Results below
 ~1e-307 flush to zero (no subnormals): such values carry no price information.
 """
 import math
+
+import numpy as np
 
 from llvmlite import ir
 from numba import types
@@ -192,9 +195,10 @@ def norm_pdf(z):
 
 
 @kernel
-def inverse_norm_cdf_lower(p):
+def inverse_norm_cdf_lower(p, log_p):
     """z with norm_cdf(z) = p for 0 < p <= 0.5, to ~1e-9 relative (Acklam).
 
+    The caller passes ln p, which it usually has already (saves a log).
     Only feeds the implied-volatility initial guess, which the Householder
     steps then polish to full precision.
     """
@@ -204,7 +208,7 @@ def inverse_norm_cdf_lower(p):
                  + 1.383577518672690e+02) * r - 3.066479806614716e+01) * r + 2.506628277459239e+00) * q / (
         ((((-5.447609879822406e+01 * r + 1.615858368580409e+02) * r - 1.556989798598866e+02) * r
           + 6.680131188771972e+01) * r - 1.328068155288572e+01) * r + 1.0)
-    s = math.sqrt(-2.0 * log(p))
+    s = np.sqrt(-2.0 * log_p)
     tail = (((((-7.784894002430293e-03 * s - 3.223964580411365e-01) * s - 2.400758277161838e+00) * s
               - 2.549732539343734e+00) * s + 4.374664141464968e+00) * s + 2.938163982698783e+00) / (
         (((7.784695709041462e-03 * s + 3.224671290700398e-01) * s + 2.445134137142996e+00) * s
