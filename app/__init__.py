@@ -85,11 +85,12 @@ def _register_routes(app: Flask, api) -> None:
 
 
 def _register_cluster_metrics(registry) -> None:
-    """Figures counted by workers in Redis, on the registry /metrics really serves."""
-    from app import cluster_metrics
+    """Figures counted by workers in Redis and live-state gauges, on the registry /metrics serves."""
+    from app import cluster_metrics, order_metrics
     from app.batches import metrics as _batch_metrics  # noqa: F401  (defines its cluster metrics)
 
-    cluster_metrics.register_collector(registry)
+    cluster_metrics.register_once(registry, cluster_metrics.ClusterCollector())
+    cluster_metrics.register_once(registry, order_metrics.OrderStateCollector())
 
 
 def _register_cli(app: Flask) -> None:

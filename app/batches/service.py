@@ -97,7 +97,7 @@ def wait_until_final(batch_id: str, timeout_s: float) -> Batch:
         if batch.status in FINAL_BATCH or time.monotonic() >= deadline:
             return batch
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.5, 0.01)
 
 
 def leg_view(order: Order) -> dict:

@@ -1,0 +1,440 @@
+"""Sending orders to the broker exactly once: the core the Celery tasks run.
+
+`submit_order(order_id)` is one attempt of the exactly-once path:
+
+1. reserve a send slot from the account's rate limiter (or defer the task);
+2. claim the order with a compare-and-set UPDATE (QUEUED → SUBMITTING, attempts + 1;
+   a SUBMITTING order is claimable only after its lease — longer than any broker
+   call — has expired, so two workers never submit one order concurrently);
+3. if an earlier attempt may have reached the broker, look the order's tag up in
+   the broker's order book and adopt what is there instead of placing again;
+4. place it; record the broker's answer.
+
+It returns what the task must do next (done, retry after a backoff, or defer
+without spending an attempt); it never sleeps for long and never loops: retries
+are Celery's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import requests
+from kiteconnect import KiteConnect
+from kiteconnect import exceptions as kite_errors
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app import order_metrics
+from app.accounts import credentials
+from app.broker import kite_client
+from app.circuit_breaker import order_circuit_breaker
+from app.config import Settings, load_settings
+from app.db import new_session, session_scope
+from app.models import Account, Order, utcnow
+from app.order_updates import order_changed
+from app.orders.states import (DEAD_LETTER, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event,
+                               transition)
+from app.orders.sync import apply_to_order, broker_orders_by_tag
+from app.ratelimit import order_rate_limiter
+
+log = logging.getLogger(__name__)
+
+# How long a worker may wait in-process for its rate-limit slot before re-scheduling instead.
+MAX_INLINE_RATE_WAIT_S = 2.0
+LEASE_MARGIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str             # "done" | "retry" (an attempt failed) | "defer" (no attempt spent)
+    countdown: float = 0.0
+    status: str | None = None
+    error: str | None = None
+
+
+def submission_lease_s(settings: Settings | None = None) -> float:
+    """How long a SUBMITTING claim is exclusive: a lookup plus a placement, each bounded by the broker timeout."""
+    settings = settings or load_settings()
+    return 2 * settings.broker_timeout_s + LEASE_MARGIN_S
+
+
+def backoff_s(attempt: int, settings: Settings | None = None) -> float:
+    """Exponential backoff with jitter: half of min(cap, base·2^(n-1)) plus up to the other half."""
+    settings = settings or load_settings()
+    delay = min(settings.order_retry_cap_s, settings.order_retry_base_s * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+# ---- failure classification ------------------------------------------------------------------
+
+class Transient(Exception):
+    """A failure worth retrying: the order may or may not have reached the broker."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Transient)):
+        return True
+    if isinstance(exc, (kite_errors.NetworkException, kite_errors.DataException)):
+        return True  # NetworkException covers Kite's 429 "Too many requests" too
+    if isinstance(exc, kite_errors.GeneralException):
+        return getattr(exc, "code", 500) >= 500 or getattr(exc, "code", 0) == 429
+    return False
+
+
+def is_final_rejection(exc: BaseException) -> bool:
+    return isinstance(exc, kite_errors.KiteException) and not is_transient(exc)
+
+
+def describe(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}{f' ({code})' if code else ''}: {text}"[:500]
+
+
+# ---- broker clients -------------------------------------------------------------------------
+
+_clients: dict[str, tuple[float, str, KiteConnect]] = {}
+CLIENT_TTL_S = 30.0
+
+
+def broker_client(account_id: str) -> KiteConnect:
+    """A KiteConnect per account and process, reused so its HTTP connection stays open."""
+    settings = load_settings()
+    cached = _clients.get(account_id)
+    key = f"{os.getpid()}|{settings.kite_api_root}"
+    if cached and cached[1] == key and time.monotonic() - cached[0] < CLIENT_TTL_S:
+        return cached[2]
+    with new_session() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise LookupError(f"account {account_id!r} not found")
+        creds = credentials(account)
+    client = kite_client(creds)
+    _clients[account_id] = (time.monotonic(), key, client)
+    return client
+
+
+def forget_client(account_id: str) -> None:
+    _clients.pop(account_id, None)
+
+
+def placement_params(order: Order) -> dict:
+    params = {
+        "variety": order.variety, "exchange": order.exchange, "tradingsymbol": order.tradingsymbol,
+        "transaction_type": order.transaction_type, "quantity": order.quantity, "product": order.product,
+        "order_type": order.order_type, "validity": order.validity, "tag": order.tag,
+    }
+    if order.price is not None:
+        params["price"] = float(order.price)
+    if order.trigger_price is not None:
+        params["trigger_price"] = float(order.trigger_price)
+    if order.disclosed_quantity:
+        params["disclosed_quantity"] = order.disclosed_quantity
+    if order.market_protection is not None:
+        params["market_protection"] = order.market_protection
+    elif order.order_type in ("MARKET", "SL-M"):
+        params["market_protection"] = -1  # automatic; Kite refuses these without protection
+    return params
+
+
+# ---- the attempt ----------------------------------------------------------------------------
+
+def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]:
+    """Compare-and-set the order into SUBMITTING. Returns (claimed order, None) or (None, what to do)."""
+    session = new_session()
+    try:
+        order = session.get(Order, order_id)
+        if order is None:
+            return None, Outcome("done", error="no such order")
+        if order.status not in (QUEUED, SUBMITTING):
+            return None, Outcome("done", status=order.status)
+        now = utcnow()
+        if order.status == SUBMITTING:
+            held_for = (now - order.updated_at).total_seconds()
+            if held_for < lease_s:  # another worker is (or was just) inside the broker call
+                return None, Outcome("defer", countdown=lease_s - held_for + 0.1, status=SUBMITTING)
+        previous, attempts = order.status, order.attempts
+        result = session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == previous, Order.attempts == attempts,
+                   Order.updated_at == order.updated_at)
+            .values(status=SUBMITTING, attempts=attempts + 1, updated_at=now)
+            .execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            session.rollback()
+            return None, Outcome("defer", countdown=0.05)  # lost a race: look again
+        for name, value in (("status", SUBMITTING), ("attempts", attempts + 1), ("updated_at", now)):
+            set_committed_value(order, name, value)
+        detail = {"reclaimed_after_lease": True} if previous == SUBMITTING else None
+        record_event(session, order, previous, SUBMITTING, detail=detail)
+        session.commit()
+        session.expunge(order)
+        return order, None
+    finally:
+        session.close()
+
+
+def _finish(order_id: str, apply) -> Order | None:
+    """Lock the order, let `apply(session, order)` change it; publish if it returns True."""
+    with session_scope() as session:
+        order = session.get(Order, order_id, with_for_update=True)
+        if order is None:
+            return None
+        changed = apply(session, order)
+    if changed:
+        order_changed(order)
+    return order
+
+
+def _record_ack(order_id: str, broker_order_id: str, acked) -> Order | None:
+    def apply(session, order):
+        if not order.broker_order_id:
+            order.broker_order_id = broker_order_id
+        first_ack = order.acked_at is None
+        # A postback may have arrived before the HTTP answer: keep the earlier time.
+        order.acked_at = min(order.acked_at or acked, acked)
+        if order.accepted_at:  # one successful placement per order: observed exactly once
+            order_metrics.observe_execution((acked - order.accepted_at).total_seconds())
+        if order.status == SUBMITTING:  # a postback may have moved it on already
+            transition(session, order, OPEN, detail={"broker_order_id": broker_order_id})
+            return True
+        return first_ack
+    return _finish(order_id, apply)
+
+
+def _adopt(order_id: str, broker_order: dict) -> Order | None:
+    def apply(session, order):
+        first_ack = order.acked_at is None
+        changed = apply_to_order(session, order, broker_order, source="tag_lookup")
+        if first_ack and order.acked_at and order.accepted_at:
+            order_metrics.observe_execution((order.acked_at - order.accepted_at).total_seconds())
+        if order.status == SUBMITTING:  # the broker's status did not move it (cannot happen for a found order)
+            transition(session, order, OPEN, detail={"broker_order_id": order.broker_order_id})
+            changed = True
+        return changed
+    return _finish(order_id, apply)
+
+
+def _reject(order_id: str, error: str) -> Order | None:
+    def apply(session, order):
+        if order.status != SUBMITTING:
+            return False
+        transition(session, order, REJECTED, error=error, detail={"source": "broker_error"})
+        return True
+    return _finish(order_id, apply)
+
+
+def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: float) -> Outcome:
+    """Back to QUEUED with a retry, or DEAD_LETTER when the budget is spent."""
+    result: dict = {}
+
+    def apply(session, order):
+        if order.status != SUBMITTING:  # the broker already told us where the order is
+            result["outcome"] = Outcome("done", status=order.status)
+            return False
+        if order.attempts >= max_attempts:
+            transition(session, order, DEAD_LETTER, error=f"gave up after {order.attempts} attempts: {error}",
+                       detail={"last_error": error})
+            result["outcome"] = Outcome("done", status=DEAD_LETTER, error=error)
+            return True
+        transition(session, order, QUEUED, error=error, detail={"retry_in_s": round(countdown, 3)})
+        result["outcome"] = Outcome("retry", countdown=countdown, status=QUEUED, error=error)
+        return True
+
+    _finish(order_id, apply)
+    outcome = result.get("outcome", Outcome("done"))
+    if outcome.status == DEAD_LETTER:
+        order_metrics.count_dead_letter()
+    return outcome
+
+
+def submit_order(order_id: str, max_attempts: int | None = None, account_id: str | None = None,
+                 max_rate_wait_s: float = MAX_INLINE_RATE_WAIT_S) -> Outcome:
+    """One attempt of the exactly-once placement of `order_id` (see the module docstring)."""
+    settings = load_settings()
+    max_attempts = max_attempts or settings.order_max_attempts
+    lease_s = submission_lease_s(settings)
+
+    if account_id is None:
+        with new_session() as session:
+            order = session.get(Order, order_id)
+            if order is None:
+                return Outcome("done", error="no such order")
+            if order.status in FINAL or order.status == OPEN:
+                return Outcome("done", status=order.status)
+            account_id = order.account_id
+
+    reservation = order_rate_limiter().acquire(account_id, placement=True, max_wait_s=max_rate_wait_s)
+    if not reservation.granted:
+        return Outcome("defer", countdown=reservation.wait_s, status=QUEUED)
+
+    order, outcome = _claim(order_id, lease_s)
+    if order is None:
+        return outcome
+    attempt = order.attempts
+    # The SUBMITTING update is published once the broker call is over: the order
+    # reaches the broker first, and subscribers still get SUBMITTING before what follows.
+    published = []
+
+    def publish_claim():
+        if not published:
+            published.append(order_changed(order))
+
+    breaker = order_circuit_breaker()
+    permission = breaker.allow(account_id)
+    if not permission.allowed:
+        publish_claim()
+        countdown = max(backoff_s(attempt, settings), permission.retry_after_s)
+        return _fail_transient(order_id, "circuit breaker open: broker calls for this account are paused",
+                               max_attempts, countdown)
+
+    # An earlier attempt (failed, timed out, or cut off by a crash) may have placed it.
+    may_exist = attempt > 1 or order.error is not None
+    try:
+        kite = broker_client(account_id)
+        if may_exist:
+            found = broker_orders_by_tag(kite.orders()).get(order.tag)
+            if found is not None:
+                publish_claim()
+                breaker.record_success(account_id)
+                adopted = _adopt(order_id, found)
+                log.info("order adopted from the broker by tag", extra={"order_id": order_id, "tag": order.tag})
+                return Outcome("done", status=adopted.status if adopted else None)
+        broker_order_id = kite.place_order(**placement_params(order))
+        acked_at = utcnow()  # the broker's answer: what order_execution_duration_seconds ends at
+    except Exception as exc:  # classified below; anything unknown is treated as transient
+        publish_claim()
+        error = describe(exc)
+        if is_final_rejection(exc):
+            breaker.record_success(account_id)  # the broker answered: it is healthy
+            if isinstance(exc, kite_errors.TokenException):
+                forget_client(account_id)
+            rejected = _reject(order_id, error)
+            return Outcome("done", status=rejected.status if rejected else REJECTED, error=error)
+        breaker.record_failure(account_id)
+        log.warning("order attempt failed", extra={"order_id": order_id, "attempt": attempt, "error": error})
+        return _fail_transient(order_id, error, max_attempts, backoff_s(attempt, settings))
+    publish_claim()
+    acked = _record_ack(order_id, str(broker_order_id), acked_at)
+    breaker.record_success(account_id)
+    return Outcome("done", status=acked.status if acked else OPEN)
+
+
+# ---- modify and cancel ----------------------------------------------------------------------
+
+def _refresh_from_broker(kite: KiteConnect, order_id: str, broker_order_id: str, source: str) -> None:
+    history = kite.order_history(broker_order_id)
+    if history:
+        _finish(order_id, lambda session, order: apply_to_order(session, order, history[-1], source))
+
+
+def _note_failure(order_id: str, request: str, error: str) -> None:
+    def apply(session, order):
+        record_event(session, order, order.status, order.status, error=f"{request} failed: {error}",
+                     detail={"request": request})
+        return False
+    _finish(order_id, apply)
+
+
+def change_order(order_id: str, request: str, params: dict | None, attempt: int,
+                 max_attempts: int | None = None) -> Outcome:
+    """Send a modify (`params`) or cancel of an OPEN order; transient failures retry like placements."""
+    settings = load_settings()
+    max_attempts = max_attempts or settings.order_max_attempts
+    with new_session() as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            return Outcome("done", error="no such order")
+        if order.status != OPEN or not order.broker_order_id:
+            _note_failure(order_id, request, f"order is {order.status}")
+            return Outcome("done", status=order.status)
+        account_id, broker_order_id, variety = order.account_id, order.broker_order_id, order.variety
+
+    reservation = order_rate_limiter().acquire(account_id, placement=False, max_wait_s=MAX_INLINE_RATE_WAIT_S)
+    if not reservation.granted:
+        return Outcome("defer", countdown=reservation.wait_s)
+    breaker = order_circuit_breaker()
+    if not breaker.allow(account_id).allowed:
+        error = "circuit breaker open"
+    else:
+        try:
+            kite = broker_client(account_id)
+            if request == "modify":
+                kite.modify_order(variety, broker_order_id, **(params or {}))
+            else:
+                kite.cancel_order(variety, broker_order_id)
+            breaker.record_success(account_id)
+            _refresh_from_broker(kite, order_id, broker_order_id, source=request)
+            return Outcome("done")
+        except Exception as exc:
+            error = describe(exc)
+            if is_final_rejection(exc):
+                breaker.record_success(account_id)
+                _note_failure(order_id, request, error)
+                return Outcome("done", error=error)
+            breaker.record_failure(account_id)
+    if attempt >= max_attempts:
+        _note_failure(order_id, request, f"gave up after {attempt} attempts: {error}")
+        return Outcome("done", error=error)
+    return Outcome("retry", countdown=backoff_s(attempt, settings), error=error)
+
+
+# ---- reconciliation -------------------------------------------------------------------------
+
+def queued_lost_after_s(settings: Settings | None = None) -> float:
+    """A QUEUED order untouched this long has no live task: longer than any retry or rate deferral."""
+    from app.ratelimit import MINUTE_WINDOW_S
+
+    settings = settings or load_settings()
+    return max(settings.order_retry_cap_s, MINUTE_WINDOW_S, submission_lease_s(settings)) + 30.0
+
+
+def reconcile_account(account_id: str, queued_lost_after: float | None = None) -> dict:
+    """Repair missed updates of one account's live orders; returns ids of orders to (re-)enqueue."""
+    from app.orders.sync import requeue_lost, stale_orders
+
+    settings = load_settings()
+    lease_s = submission_lease_s(settings)
+    lost_after = queued_lost_after_s(settings) if queued_lost_after is None else queued_lost_after
+    with new_session() as session:
+        candidates = [o.id for o in stale_orders(session, account_id, lease_s, lost_after)]
+    report = {"checked": len(candidates), "updated": 0, "requeue": []}
+    if not candidates:
+        return report
+    kite = broker_client(account_id)
+    book = kite.orders()
+    by_tag = broker_orders_by_tag(book)
+    by_id = {str(row.get("order_id")): row for row in book or []}
+    cutoff = utcnow() - timedelta(seconds=lease_s)
+    for order_id in candidates:
+        outcome: dict = {}
+
+        def apply(session, order):
+            if order.status in FINAL:
+                return False
+            row = by_id.get(order.broker_order_id or "") or by_tag.get(order.tag)
+            if row is not None:
+                changed = apply_to_order(session, order, row, source="reconcile")
+                if order.status == SUBMITTING and order.updated_at < cutoff:
+                    transition(session, order, OPEN, detail={"source": "reconcile"})
+                    changed = True
+                outcome["updated"] = changed
+                return changed
+            if order.status == SUBMITTING and order.updated_at < cutoff:
+                outcome["requeue"] = True
+                return requeue_lost(session, order, "submission lost (worker gone); re-queued by reconciliation")
+            if order.status == QUEUED:
+                outcome["requeue"] = True
+                requeue_lost(session, order, "")
+            return False
+
+        _finish(order_id, apply)
+        report["updated"] += 1 if outcome.get("updated") else 0
+        if outcome.get("requeue"):
+            report["requeue"].append(order_id)
+    return report

@@ -1,0 +1,239 @@
+"""Order requests from clients: accept (idempotently), read, list, modify, cancel, replay.
+
+The web process only records and enqueues; the workers talk to the broker
+(app.orders.execution). No Flask here: errors are domain exceptions the API maps.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Iterable
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db import new_session, session_scope
+from app.models import Account, Order, new_id, utcnow
+from app.order_updates import order_changed
+from app.orders import dispatch
+from app.orders.schemas import validate_modification, validate_order
+from app.orders.states import CANCELLED, DEAD_LETTER, FINAL, OPEN, QUEUED, record_event
+
+TAG_PREFIX = "ts"
+
+
+class OrderError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class OrderNotFound(OrderError):
+    status, code = 404, "not_found"
+
+
+class IdempotencyConflict(OrderError):
+    status, code = 409, "idempotency_conflict"
+
+
+class OrderStateConflict(OrderError):
+    status, code = 409, "conflict"
+
+
+def broker_tag(order_id: str) -> str:
+    """The tag the broker keeps with the order (Kite: ≤ 20 chars): how a retry finds it."""
+    return (TAG_PREFIX + order_id)[:20]
+
+
+def request_hash(account_id: str, fields: dict) -> str:
+    canonical = json.dumps({"account_id": account_id, **fields}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _require_account(session, account_id: str) -> Account:
+    account = session.get(Account, account_id)
+    if account is None or not account.active:
+        raise OrderNotFound(f"account {account_id!r} not found")
+    return account
+
+
+def _with_events(session, order_id: str) -> Order | None:
+    return session.scalars(select(Order).options(selectinload(Order.events)).where(Order.id == order_id)).first()
+
+
+def new_order(account_id: str, fields: dict, idempotency_key: str | None = None, digest: str | None = None,
+              **extra) -> Order:
+    """An Order row in QUEUED with its first event (not added to a session). Batches build legs with it."""
+    order_id = new_id()
+    order = Order(id=order_id, account_id=account_id, status=QUEUED, tag=broker_tag(order_id), attempts=0,
+                  idempotency_key=idempotency_key, request_hash=digest, accepted_at=utcnow(), **fields, **extra)
+    order.created_at = order.updated_at = order.accepted_at
+    return order
+
+
+def place(account_id: str, payload: dict, idempotency_key: str | None = None) -> tuple[Order, bool]:
+    """Validate, record and enqueue one order. Returns (order, created).
+
+    With an Idempotency-Key the same key and body give back the first order
+    (created=False); the same key with another body is an IdempotencyConflict.
+    The unique (account_id, idempotency_key) constraint settles concurrent requests.
+    """
+    fields = validate_order(payload)
+    digest = request_hash(account_id, fields)
+    session = new_session()
+    try:
+        _require_account(session, account_id)
+        order = new_order(account_id, fields, idempotency_key, digest)
+        session.add(order)
+        event = record_event(session, order, None, QUEUED, detail={"source": "api"})
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if idempotency_key is None:
+                raise
+            existing = session.scalars(select(Order).options(selectinload(Order.events)).where(
+                Order.account_id == account_id, Order.idempotency_key == idempotency_key)).first()
+            if existing is None:  # the constraint that failed was another one
+                raise
+            if existing.request_hash != digest:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different request body",
+                                          {"order_id": existing.id})
+            return existing, False
+        set_committed_value(order, "events", [event])  # the record as committed, without reading it back
+    finally:
+        session.close()
+    dispatch.enqueue_placement(order.id, account_id)
+    order_changed(order)
+    return order, True
+
+
+def get(order_id: str) -> Order:
+    with new_session() as session:
+        order = _with_events(session, order_id)
+    if order is None:
+        raise OrderNotFound(f"order {order_id!r} not found")
+    return order
+
+
+def _encode_cursor(order: Order) -> str:
+    raw = f"{order.created_at.astimezone(timezone.utc).isoformat()}|{order.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+        at, order_id = raw.split("|", 1)
+        return datetime.fromisoformat(at), order_id
+    except Exception:
+        raise OrderError("cursor is not valid", {"cursor": ["not a cursor from a previous page"]})
+
+
+def list_orders(account_ids: Iterable[str] | None, statuses: list[str] | None = None,
+                since: datetime | None = None, limit: int = 100, cursor: str | None = None) -> tuple[list[Order], str | None]:
+    """Newest first; `cursor` continues after the last order of the previous page."""
+    query = select(Order).options(selectinload(Order.events))
+    if account_ids is not None:
+        query = query.where(Order.account_id.in_(list(account_ids)))
+    if statuses:
+        query = query.where(Order.status.in_(statuses))
+    if since is not None:
+        query = query.where(Order.created_at >= since)
+    if cursor:
+        at, order_id = _decode_cursor(cursor)
+        query = query.where(or_(Order.created_at < at, and_(Order.created_at == at, Order.id < order_id)))
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    with new_session() as session:
+        orders = list(session.scalars(query))
+    more = len(orders) > limit
+    orders = orders[:limit]
+    return orders, (_encode_cursor(orders[-1]) if more and orders else None)
+
+
+def dead_letter_count() -> int:
+    with new_session() as session:
+        return int(session.scalar(select(func.count()).select_from(Order).where(Order.status == DEAD_LETTER)) or 0)
+
+
+def request_modify(order_id: str, payload: dict) -> Order:
+    """Check a modification and hand it to the worker; only an OPEN order can be modified."""
+    with session_scope() as session:
+        order = session.get(Order, order_id, with_for_update=True)
+        if order is None:
+            raise OrderNotFound(f"order {order_id!r} not found")
+        if order.status != OPEN or not order.broker_order_id:
+            raise OrderStateConflict(f"order is {order.status}; only an OPEN order can be modified",
+                                     {"status": order.status})
+        params = validate_modification(order, payload)
+        record_event(session, order, OPEN, OPEN, detail={"request": "modify", "params": params})
+        account_id = order.account_id
+    dispatch.enqueue_modification(order_id, account_id, params)
+    return get(order_id)
+
+
+def request_cancel(order_id: str) -> Order:
+    """An order not yet sent is cancelled here; an OPEN one by the worker at the broker."""
+    with session_scope() as session:
+        # Compare-and-set: never sent (attempts 0) and still QUEUED, so no worker holds it.
+        result = session.execute(
+            update(Order).where(Order.id == order_id, Order.status == QUEUED, Order.attempts == 0)
+            .values(status=CANCELLED, updated_at=utcnow(), error="cancelled before submission")
+            .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            order = session.get(Order, order_id)
+            session.refresh(order)
+            record_event(session, order, QUEUED, CANCELLED, detail={"request": "cancel", "source": "api"})
+            cancelled_here = True
+        else:
+            order = session.get(Order, order_id, with_for_update=True)
+            if order is None:
+                raise OrderNotFound(f"order {order_id!r} not found")
+            if order.status in FINAL:
+                raise OrderStateConflict(f"order is already {order.status}", {"status": order.status})
+            if order.status != OPEN or not order.broker_order_id:
+                raise OrderStateConflict(f"order is {order.status} (being submitted); cancel it once it is OPEN",
+                                         {"status": order.status})
+            record_event(session, order, OPEN, OPEN, detail={"request": "cancel"})
+            cancelled_here = False
+        account_id = order.account_id
+    if cancelled_here:
+        order = get(order_id)
+        order_changed(order)
+        return order
+    dispatch.enqueue_cancellation(order_id, account_id)
+    return get(order_id)
+
+
+def replay(order_id: str) -> Order:
+    """A dead-lettered order back to QUEUED with a fresh attempt budget, through the same exactly-once path.
+
+    Its last error stays on the record: a prior failure is what makes the worker
+    look the tag up at the broker before placing again.
+    """
+    with session_scope() as session:
+        result = session.execute(
+            update(Order).where(Order.id == order_id, Order.status == DEAD_LETTER)
+            .values(status=QUEUED, attempts=0, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
+        order = session.get(Order, order_id)
+        if order is None:
+            raise OrderNotFound(f"order {order_id!r} not found")
+        if result.rowcount != 1:
+            raise OrderStateConflict(f"order is {order.status}; only a DEAD_LETTER order can be replayed",
+                                     {"status": order.status})
+        session.refresh(order)
+        record_event(session, order, DEAD_LETTER, QUEUED, detail={"request": "replay"})
+        account_id = order.account_id
+    order = get(order_id)
+    order_changed(order)
+    dispatch.enqueue_placement(order_id, account_id)
+    return order

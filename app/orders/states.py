@@ -1,0 +1,72 @@
+"""The order state machine, persisted: every transition is an OrderEvent row.
+
+    QUEUED → SUBMITTING → OPEN → COMPLETE | CANCELLED | REJECTED
+    SUBMITTING → QUEUED (transient failure, retry scheduled) | DEAD_LETTER (attempts exhausted)
+    DEAD_LETTER → QUEUED (replay)
+
+The broker's word wins over ours: an update from the broker (postback, WebSocket,
+reconciliation) may move a QUEUED, SUBMITTING or DEAD_LETTER order straight to
+what the broker says, because the order exists there.
+
+Callers commit, then call `app.order_updates.order_changed(order)`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.models import Order, OrderEvent, utcnow
+
+QUEUED, SUBMITTING, OPEN = "QUEUED", "SUBMITTING", "OPEN"
+COMPLETE, CANCELLED, REJECTED, DEAD_LETTER = "COMPLETE", "CANCELLED", "REJECTED", "DEAD_LETTER"
+
+BROKER_FINAL = frozenset({COMPLETE, CANCELLED, REJECTED})
+FINAL = BROKER_FINAL | {DEAD_LETTER}
+
+ALLOWED: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({SUBMITTING, DEAD_LETTER, CANCELLED, OPEN, COMPLETE, REJECTED}),
+    SUBMITTING: frozenset({QUEUED, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER}),
+    OPEN: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),
+    DEAD_LETTER: frozenset({QUEUED, OPEN, COMPLETE, CANCELLED, REJECTED}),
+    COMPLETE: frozenset(),
+    CANCELLED: frozenset(),
+    REJECTED: frozenset(),
+}
+
+# Kite's intermediate statuses all mean "live at the broker"; `UPDATE` is the postback of a modification.
+_BROKER_FINAL_NAMES = {"COMPLETE": COMPLETE, "CANCELLED": CANCELLED, "REJECTED": REJECTED}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def from_broker_status(broker_status: str | None) -> str:
+    """Our status for a Kite order status."""
+    return _BROKER_FINAL_NAMES.get((broker_status or "").upper(), OPEN)
+
+
+def can_move(current: str, target: str) -> bool:
+    return target in ALLOWED.get(current, frozenset())
+
+
+def record_event(session: Session, order: Order, from_status: str | None, to_status: str,
+                 error: str | None = None, detail: dict[str, Any] | None = None) -> OrderEvent:
+    event = OrderEvent(order_id=order.id, at=utcnow(), from_status=from_status, to_status=to_status,
+                       attempt=order.attempts or 0, error=error, detail=detail)
+    session.add(event)
+    return event
+
+
+def transition(session: Session, order: Order, target: str, error: str | None = None,
+               detail: dict[str, Any] | None = None) -> OrderEvent:
+    """Move `order` (loaded FOR UPDATE or claimed by a conditional UPDATE) to `target`, with its event."""
+    current = order.status
+    if not can_move(current, target):
+        raise InvalidTransition(f"order {order.id}: {current} → {target} is not allowed")
+    order.status = target
+    order.updated_at = utcnow()
+    if error is not None:
+        order.error = error
+    return record_event(session, order, current, target, error, detail)

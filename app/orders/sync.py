@@ -1,0 +1,197 @@
+"""The broker's word about an order, applied to our record: postbacks, WebSocket order
+messages, the worker's own reads, and the periodic reconciliation.
+
+Updates are idempotent: the same update twice (postback and WebSocket both
+deliver it) changes nothing the second time, and an older update never undoes
+a newer one (a final status stays, filled quantity never goes down).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.accounts import credentials
+from app.db import new_session, session_scope
+from app.models import Account, Order, utcnow
+from app.order_updates import order_changed
+from app.orders.states import (BROKER_FINAL, FINAL, OPEN, QUEUED, SUBMITTING, can_move,
+                               from_broker_status, record_event, transition)
+
+log = logging.getLogger(__name__)
+
+# Kite fields copied when the broker reports a modification.
+_MODIFIABLE = ("quantity", "order_type", "validity")
+
+
+def kite_checksum(order_id: str, order_timestamp: str, api_secret: str) -> str:
+    return hashlib.sha256(f"{order_id}{order_timestamp}{api_secret}".encode()).hexdigest()
+
+
+def _money(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(round(float(value), 2)))
+    except (TypeError, ValueError, InvalidOperation):
+        return None
+
+
+def _int(value, default: int = 0) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def find_order(session: Session, account_id: str | None, data: dict, lock: bool = False) -> Order | None:
+    """Our order for a broker order dict: by broker order id, else by our tag."""
+    query = None
+    broker_order_id = data.get("order_id")
+    if broker_order_id:
+        query = select(Order).where(Order.broker_order_id == str(broker_order_id))
+        if account_id:
+            query = query.where(Order.account_id == account_id)
+        order = session.scalars(query.with_for_update() if lock else query).first()
+        if order is not None:
+            return order
+    tag = data.get("tag")
+    if tag:
+        query = select(Order).where(Order.tag == str(tag))
+        if account_id:
+            query = query.where(Order.account_id == account_id)
+        return session.scalars(query.with_for_update() if lock else query).first()
+    return None
+
+
+def apply_to_order(session: Session, order: Order, data: dict, source: str) -> bool:
+    """Merge one broker order dict into `order` (locked by the caller). True if anything changed."""
+    broker_status = str(data.get("status") or "").upper() or None
+    target = from_broker_status(broker_status)
+    changed = False
+    if order.status in BROKER_FINAL:
+        return False  # a final answer from the broker is never revised by a late update
+    if data.get("order_id") and not order.broker_order_id:
+        order.broker_order_id = str(data["order_id"])
+        changed = True
+    if order.acked_at is None and order.broker_order_id:
+        order.acked_at = utcnow()
+    filled = max(_int(data.get("filled_quantity"), order.filled_quantity or 0), order.filled_quantity or 0)
+    average = _money(data.get("average_price"))
+    if average is not None and average == 0 and filled == 0:
+        average = None
+    message = data.get("status_message") or None
+    detail = {"source": source, "broker_status": broker_status, "filled_quantity": filled}
+
+    updates = {}
+    if filled != (order.filled_quantity or 0):
+        updates["filled_quantity"] = filled
+    if average is not None and average != order.average_price:
+        updates["average_price"] = average
+    if message and message != order.status_message:
+        updates["status_message"] = message
+    if broker_status and broker_status != "UPDATE" and broker_status != order.broker_status:
+        updates["broker_status"] = broker_status
+    if broker_status == "UPDATE" or data.get("modified"):
+        for name in _MODIFIABLE:
+            if data.get(name) not in (None, "") and getattr(order, name) != data[name]:
+                updates[name] = _int(data[name]) if name == "quantity" else data[name]
+        for name in ("price", "trigger_price"):
+            value = _money(data.get(name))
+            if value is not None and value != 0 and value != getattr(order, name):
+                updates[name] = value
+    for name, value in updates.items():
+        setattr(order, name, value)
+    changed = changed or bool(updates)
+
+    if target != order.status and can_move(order.status, target):
+        error = message if target == "REJECTED" else None
+        transition(session, order, target, error=error, detail=detail)
+        return True
+    if updates and order.status == OPEN:
+        order.updated_at = utcnow()
+        record_event(session, order, OPEN, OPEN, detail={**detail, "changes": sorted(updates)})
+    return changed
+
+
+def apply_broker_update(account_id: str | None, data: dict, source: str = "websocket") -> Order | None:
+    """Apply a broker order dict (WebSocket order message, order book row). Returns the order if it changed.
+
+    The stream worker calls this for every `{"type": "order"}` message.
+    """
+    with session_scope() as session:
+        order = find_order(session, account_id, data, lock=True)
+        if order is None:
+            return None
+        changed = apply_to_order(session, order, data, source)
+    if changed:
+        order_changed(order)
+        return order
+    return None
+
+
+class PostbackRejected(Exception):
+    """The postback names no order of ours, or its checksum is wrong."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def apply_postback(data: dict) -> Order | None:
+    """Kite's HTTP postback: verify the checksum with the order's account secret, then apply."""
+    order_id, timestamp, checksum = data.get("order_id"), data.get("order_timestamp"), data.get("checksum")
+    if not all(isinstance(v, str) and v for v in (order_id, timestamp, checksum)):
+        raise PostbackRejected("order_id, order_timestamp and checksum are required", 400)
+    with new_session() as session:
+        order = find_order(session, None, data)
+        if order is None:
+            raise PostbackRejected("no such order", 404)
+        account = session.get(Account, order.account_id)
+        secret = credentials(account).api_secret
+    if not hmac.compare_digest(kite_checksum(order_id, timestamp, secret), checksum.lower()):
+        raise PostbackRejected("checksum mismatch", 401)
+    return apply_broker_update(account.id, data, source="postback")
+
+
+def broker_orders_by_tag(rows: list[dict]) -> dict[str, dict]:
+    """The broker's order book by tag; the latest row wins if a tag repeats (it should not)."""
+    found: dict[str, dict] = {}
+    for row in rows or []:
+        tag = row.get("tag")
+        if tag:
+            found[str(tag)] = row
+    return found
+
+
+def stale_orders(session: Session, account_id: str, submitting_lease_s: float,
+                 queued_lost_after_s: float) -> list[Order]:
+    """Orders the reconciler must look at: OPEN ones, and QUEUED/SUBMITTING ones whose worker seems gone."""
+    now = utcnow()
+    query = select(Order).where(Order.account_id == account_id, Order.status.not_in(FINAL))
+    out = []
+    for order in session.scalars(query):
+        age = (now - order.updated_at).total_seconds()
+        if order.status == OPEN:
+            out.append(order)
+        elif order.status == SUBMITTING and age > submitting_lease_s:
+            out.append(order)
+        elif order.status == QUEUED and age > queued_lost_after_s:
+            out.append(order)
+    return out
+
+
+def requeue_lost(session: Session, order: Order, reason: str) -> bool:
+    """A SUBMITTING order whose worker died (lease expired, nothing at the broker): back to QUEUED."""
+    if order.status == SUBMITTING:
+        transition(session, order, QUEUED, error=reason, detail={"source": "reconcile"})
+        return True
+    order.updated_at = utcnow()  # QUEUED: touched so it is not re-enqueued again at once
+    return False
+
+

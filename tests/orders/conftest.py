@@ -1,0 +1,102 @@
+"""Fixtures for order execution tests: the real worker, paper broker, PostgreSQL and Redis."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import BROKER_ACCOUNTS
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def order_stack(live_server, paper_broker, instruments, celery_worker):
+    """Everything an order needs: accounts, instruments, a worker, postbacks to the live server."""
+    return paper_broker
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(request):
+    """Each test starts with no broker faults and closed circuit breakers."""
+    if "order_stack" not in request.fixturenames:
+        yield
+        return
+    broker = request.getfixturevalue("order_stack")
+    broker.clear_faults()
+    from app.circuit_breaker import order_circuit_breaker
+
+    for account_id in BROKER_ACCOUNTS:
+        order_circuit_breaker().reset(account_id)
+    yield
+    broker.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def option(instruments):
+    """A NIFTY option (lot size > 1): market orders fill at once."""
+    rows = [i for i in instruments.all() if i.segment == "NFO-OPT" and i.instrument_type == "CE"]
+    return sorted(rows, key=lambda i: i.strike)[len(rows) // 2]
+
+
+@pytest.fixture(scope="session")
+def future(instruments):
+    return next(i for i in instruments.all() if i.segment == "NFO-FUT")
+
+
+def market_order(instrument, **changes) -> dict:
+    body = {"exchange": instrument.exchange, "tradingsymbol": instrument.tradingsymbol,
+            "transaction_type": "BUY", "quantity": instrument.lot_size, "product": "NRML",
+            "order_type": "MARKET"}
+    body.update(changes)
+    return body
+
+
+def resting_limit_order(broker, instrument, **changes) -> dict:
+    """A LIMIT BUY far below the market: it stays OPEN at the broker."""
+    ltp = broker.market([instrument.instrument_token])["instruments"][str(instrument.instrument_token)]["last_price"]
+    tick = instrument.tick_size
+    price = round(round(ltp * 0.5 / tick) * tick, 2)
+    return market_order(instrument, order_type="LIMIT", price=price, **changes)
+
+
+class Orders:
+    """Small client for the order API in tests."""
+
+    def __init__(self, client, headers, broker):
+        self.client, self.headers, self.broker = client, headers, broker
+
+    def place(self, body, role="primary", account="primary", key=None):
+        headers = dict(self.headers[role])
+        if key:
+            headers["Idempotency-Key"] = key
+        return self.client.post(f"/accounts/{account}/orders", json=body, headers=headers)
+
+    def get(self, order_id, role="primary"):
+        return self.client.get(f"/orders/{order_id}", headers=self.headers[role])
+
+    def wait_status(self, order_id, statuses, timeout=15.0, role="primary"):
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+
+        def check():
+            record = self.get(order_id, role).get_json()
+            return record if record["status"] in statuses else None
+        return wait_for(check, timeout, what=f"order {order_id} in {statuses}")
+
+    def broker_orders(self, tag, account="primary"):
+        return [o for o in self.broker.orders(BROKER_ACCOUNTS[account]["api_key"]) if o["tag"] == tag]
+
+
+@pytest.fixture()
+def orders(client, headers, order_stack):
+    return Orders(client, headers, order_stack)

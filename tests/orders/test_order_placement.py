@@ -1,0 +1,123 @@
+"""Exactly-once placement through the real worker and the paper broker (official client)."""
+from __future__ import annotations
+
+import time
+
+from tests.orders.conftest import market_order, wait_for
+
+
+def test_market_order_completes_with_one_broker_order(orders, option):
+    response = orders.place(market_order(option))
+    assert response.status_code == 202, response.get_json()
+    placed = response.get_json()
+    assert placed["status"] == "QUEUED"
+    assert placed["market_protection"] == -1
+    assert len(placed["tag"]) <= 20
+
+    record = orders.wait_status(placed["id"], "COMPLETE")
+    assert record["attempts"] == 1
+    assert record["filled_quantity"] == option.lot_size
+    assert record["average_price"] > 0
+    at_broker = orders.broker_orders(placed["tag"])
+    assert len(at_broker) == 1
+    assert record["broker_order_id"] == at_broker[0]["order_id"]
+    statuses = [e["to_status"] for e in record["events"]]
+    assert statuses[:3] == ["QUEUED", "SUBMITTING", "OPEN"] or statuses[:3] == ["QUEUED", "SUBMITTING", "COMPLETE"]
+    assert statuses[-1] == "COMPLETE"
+
+
+def test_place_through_orders_place_path(orders, client, headers, option):
+    response = client.post("/orders/place", json={"account_id": "primary", **market_order(option)},
+                           headers=headers["primary"])
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["account_id"] == "primary"
+    orders.wait_status(response.get_json()["id"], "COMPLETE")
+
+
+def test_broker_rejection_is_final(orders, option):
+    orders.broker.set_faults(reject_next=1)
+    placed = orders.place(market_order(option)).get_json()
+    record = orders.wait_status(placed["id"], "REJECTED")
+    assert record["attempts"] == 1
+    assert "RMS" in (record["error"] or record["status_message"])
+    time.sleep(0.3)  # nothing retries a rejection
+    assert orders.get(placed["id"]).get_json()["attempts"] == 1
+    assert len(orders.broker_orders(placed["tag"])) == 1
+
+
+def test_two_transient_errors_then_success(orders, option):
+    orders.broker.set_faults(error_next=2, error_status=503)
+    placed = orders.place(market_order(option)).get_json()
+    record = orders.wait_status(placed["id"], "COMPLETE")
+    assert record["attempts"] == 3
+    assert len(orders.broker_orders(placed["tag"])) == 1
+    errors = [e["error"] for e in record["events"] if e["to_status"] == "QUEUED" and e["error"]]
+    assert len(errors) == 2 and all("503" in e for e in errors)
+
+
+def test_accept_then_timeout_places_exactly_one(orders, option):
+    orders.broker.set_faults(accept_then_timeout_next=1, timeout_s=4)
+    placed = orders.place(market_order(option)).get_json()
+    record = orders.wait_status(placed["id"], "COMPLETE", timeout=20)
+    assert len(orders.broker_orders(placed["tag"])) == 1
+    assert record["broker_order_id"] == orders.broker_orders(placed["tag"])[0]["order_id"]
+    # whichever came first (postback or the retry's tag lookup), nothing was placed twice
+    time.sleep(1.0)
+    assert len(orders.broker_orders(placed["tag"])) == 1
+
+
+def test_dead_letter_then_replay(orders, client, headers, option):
+    orders.broker.set_faults(error_next=5, error_status=503)
+    placed = orders.place(market_order(option)).get_json()
+    record = orders.wait_status(placed["id"], "DEAD_LETTER", timeout=25)
+    assert record["attempts"] == 5
+    assert "503" in record["error"]
+    assert orders.broker_orders(placed["tag"]) == []
+
+    listed = client.get("/orders/dead-letter", headers=headers["primary"]).get_json()
+    assert placed["id"] in [o["id"] for o in listed["orders"]]
+    assert client.get("/orders/dead-letter", headers=headers["other"]).get_json()["orders"] == [] or \
+        placed["id"] not in [o["id"] for o in client.get("/orders/dead-letter", headers=headers["other"]).get_json()["orders"]]
+
+    response = client.post(f"/orders/{placed['id']}/replay", headers=headers["primary"])
+    assert response.status_code == 202, response.get_json()
+    record = orders.wait_status(placed["id"], "COMPLETE")
+    assert len(orders.broker_orders(placed["tag"])) == 1
+    assert [e["to_status"] for e in record["events"]].count("DEAD_LETTER") == 1
+    # a second replay of a completed order is refused
+    assert client.post(f"/orders/{placed['id']}/replay", headers=headers["primary"]).status_code == 409
+
+
+def test_worker_child_killed_in_broker_call_is_redelivered_once(orders, option, celery_worker):
+    orders.broker.set_faults(latency_ms=1500)
+    placed = orders.place(market_order(option)).get_json()
+    wait_for(lambda: orders.get(placed["id"]).get_json()["status"] == "SUBMITTING", 10, 0.02,
+             "the worker inside the broker call")
+    time.sleep(0.3)  # the HTTP request is in flight at the broker (1.5 s latency)
+    children = celery_worker.children()
+    assert children
+    import os
+    import signal
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    orders.broker.clear_faults()
+
+    record = orders.wait_status(placed["id"], ("COMPLETE", "OPEN"), timeout=30)
+    wait_for(lambda: len(orders.broker_orders(placed["tag"])) >= 1, 5, what="the broker order")
+    time.sleep(0.5)
+    assert len(orders.broker_orders(placed["tag"])) == 1
+    assert record["attempts"] >= 2  # the redelivered task claimed it again after the lease
+    assert record["broker_order_id"] == orders.broker_orders(placed["tag"])[0]["order_id"]
+
+
+def test_burst_is_smoothed_without_broker_rate_limits(orders, option):
+    before = orders.broker.state()["rate_limited"]
+    ids = []
+    for _ in range(40):
+        response = orders.place(market_order(option))
+        assert response.status_code == 202
+        ids.append(response.get_json()["id"])
+    records = [orders.wait_status(order_id, "COMPLETE", timeout=30) for order_id in ids]
+    assert all(r["attempts"] == 1 for r in records), [r["attempts"] for r in records]
+    assert orders.broker.state()["rate_limited"] == before
+    assert all(len(orders.broker_orders(r["tag"])) == 1 for r in records)
