@@ -5,13 +5,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test chaos install system-deps bench clean
 
 run: $(DEPS)
 	$(PY) -m launcher
 
 test: $(DEPS) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The full chaos run (CI runs a reduced one as part of make test).
+chaos: $(DEPS)
+	CHAOS_ORDERS=500 CHAOS_BATCHES=50 CHAOS_DURATION_S=120 $(PY) -m pytest -s tests/chaos
 
 # Test-only tools from Debian: Chromium for the dashboard's browser test, promtool for the alert rules.
 system-deps:

@@ -28,6 +28,7 @@ from tests.chaos.stack import ACCOUNTS, ADMIN_KEY, ChaosStack
 ORDERS = int(os.environ.get("CHAOS_ORDERS", "120"))
 BATCHES = int(os.environ.get("CHAOS_BATCHES", "12"))
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
+DURATION_S = float(os.environ.get("CHAOS_DURATION_S", "30"))  # requests are spread over this, faults too
 SETTLE_TIMEOUT_S = float(os.environ.get("CHAOS_SETTLE_TIMEOUT_S", "240"))
 HEADERS = {"X-API-Key": ADMIN_KEY}
 
@@ -68,17 +69,20 @@ class Client:
 class Monkey(threading.Thread):
     """Injects one random fault every couple of seconds until stopped."""
 
-    def __init__(self, stack: ChaosStack, symbols: list[str], rng: random.Random) -> None:
+    def __init__(self, stack: ChaosStack, symbols: list[str], doomed: str, rng: random.Random) -> None:
         super().__init__(daemon=True)
-        self.stack, self.symbols, self.rng = stack, symbols, rng
+        self.stack, self.symbols, self.doomed, self.rng = stack, symbols, doomed, rng
         self.done = threading.Event()
         self.injected: Counter = Counter()
 
     def run(self) -> None:
         actions = [self.kill_worker, self.restart_redis, self.timeout_after_accept, self.broker_5xx,
                    self.broker_429, self.drop_ws, self.reject_a_symbol]
+        self.rng.shuffle(actions)  # every kind of fault, in a seeded order, round after round
+        n = 0
         while not self.done.wait(self.rng.uniform(1.5, 3.0)):
-            action = self.rng.choice(actions)
+            action = actions[n % len(actions)]
+            n += 1
             try:
                 action()
                 self.injected[action.__name__] += 1
@@ -104,9 +108,9 @@ class Monkey(threading.Thread):
         self.stack.broker.set_faults(drop_ws=True)
 
     def reject_a_symbol(self):
-        self.stack.broker.set_faults(reject_symbols=[self.rng.choice(self.symbols)])
+        self.stack.broker.set_faults(reject_symbols=[self.doomed, self.rng.choice(self.symbols)])
         time.sleep(1.0)
-        self.stack.broker.set_faults(reject_symbols=[])
+        self.stack.broker.set_faults(reject_symbols=[self.doomed])
 
 
 def nifty_options(stack: ChaosStack) -> list[dict]:
@@ -132,32 +136,50 @@ def test_invariants_hold_under_chaos(stack):
     client = Client(stack.url)
     accounts = list(ACCOUNTS)
 
+    # Every third batch has a leg on a symbol the broker rejects all run long: those must roll back.
+    doomed = options[len(options) // 2]["tradingsymbol"]
+    stack.broker.set_faults(reject_symbols=[doomed])
+    tradable = [o for o in options if o["tradingsymbol"] != doomed]
     order_requests = []
     for n in range(ORDERS):
-        option = rng.choice(options)
+        option = rng.choice(tradable)
         body = {"exchange": "NFO", "tradingsymbol": option["tradingsymbol"], "quantity": option["lot_size"],
                 "transaction_type": rng.choice(["BUY", "SELL"]), "product": "NRML", "order_type": "MARKET"}
         order_requests.append((rng.choice(accounts), body, f"chaos-order-{SEED}-{n}"))
-    batch_requests = [(rng.choice(accounts), condor(options, rng), f"chaos-batch-{SEED}-{n}") for n in range(BATCHES)]
-
-    monkey = Monkey(stack, [o["tradingsymbol"] for o in options], rng)
+    batch_requests = []
+    for n in range(BATCHES):
+        legs = condor(options, rng)
+        while any(l["tradingsymbol"] == doomed for l in legs):
+            legs = condor(options, rng)
+        if n % 3 == 0:
+            legs[rng.randrange(4)]["tradingsymbol"] = doomed
+        batch_requests.append((rng.choice(accounts), legs, f"chaos-batch-{SEED}-{n}"))
+    monkey = Monkey(stack, [o["tradingsymbol"] for o in tradable], doomed, rng)
     accepted_orders: dict[str, str] = {}
     accepted_batches: dict[str, str] = {}
+    requests_in_order = [("order", r) for r in order_requests] + [("batch", r) for r in batch_requests]
+    rng.shuffle(requests_in_order)
     started = time.monotonic()
     monkey.start()
     try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            order_futures = {pool.submit(client.post, f"/accounts/{a}/orders", b, k): k for a, b, k in order_requests}
-            batch_futures = {pool.submit(client.post, f"/accounts/{a}/batch-orders",
-                                         {"legs": legs, "wait": 0}, k): k for a, legs, k in batch_requests}
-            for future, key in order_futures.items():
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = []
+            for n, (kind, (account, body, key)) in enumerate(requests_in_order):
+                # Spread the requests over the run so faults land while work is in flight.
+                time.sleep(max(0.0, started + n * DURATION_S / len(requests_in_order) - time.monotonic()))
+                if kind == "order":
+                    futures.append((kind, key, pool.submit(client.post, f"/accounts/{account}/orders", body, key)))
+                else:
+                    futures.append((kind, key, pool.submit(client.post, f"/accounts/{account}/batch-orders",
+                                                           {"legs": body, "wait": 0}, key)))
+            for kind, key, future in futures:
                 answer = future.result()
-                if answer:
+                if answer and kind == "order":
                     accepted_orders[key] = answer["id"]
-            for future, key in batch_futures.items():
-                answer = future.result()
-                if answer:
+                elif answer:
                     accepted_batches[key] = answer["batch_id"]
+            # Faults go on a little after the last request, while its work is in flight.
+            time.sleep(3.0)
     finally:
         monkey.done.set()
         monkey.join()
@@ -215,7 +237,9 @@ def test_invariants_hold_under_chaos(stack):
             if any(net.values()):
                 not_flat.append((batch.id, dict(net)))
         rolled = sum(1 for b in batches if b.status == "ROLLED_BACK")
-        checks["every rolled-back batch flat at the broker"] = (not not_flat, f"{rolled} rolled back; {not_flat[:3]}")
+        doomed_batches = sum(1 for _, legs, _ in batch_requests if any(l["tradingsymbol"] == doomed for l in legs))
+        checks["every rolled-back batch flat at the broker"] = (
+            not not_flat and rolled >= doomed_batches, f"{rolled} rolled back ({doomed_batches} doomed); {not_flat[:3]}")
     engine.dispose()
 
     stream_ok, stream_note = _stream_resumed(stack)

@@ -1,0 +1,43 @@
+"""Real-time relay: one Redis pub/sub subscription per web process, fanned out to WebSockets.
+
+Endpoints (flask-sock, see routes.py; auth by `X-API-Key` header or `?api_key=`):
+
+``/ws/orders/<account_id>`` (alias ``/advanced/ws/orders/<account_id>``)
+    A key without the account gets HTTP 403 (JSON error shape) before the socket opens.
+``/ws/orders``
+    Admin keys only: every account.
+``/ws/ticks?underlying=nifty,banknifty&tokens=256265,123``
+    Tick batches of the stream process (see workers/stream/batcher.py).
+
+Messages to an order client, in this order:
+
+1. ``{"type": "snapshot", "account_id": "primary", "orders": [order record, ...],
+   "seq": 41, "timestamp": "...Z"}`` — the account's non-final orders and the
+   account's current sequence number. On ``/ws/orders`` (admin) ``account_id`` is
+   ``"*"`` and ``seq`` is ``{"account_id": seq, ...}``.
+2. ``{"type": "order_update", "account_id", "seq", "data": order record, "timestamp"}``
+   exactly as app/order_updates.py publishes it. ``seq`` rises by one per update of
+   the account; updates already reflected in the snapshot (seq <= snapshot seq) are
+   not repeated. A jump in ``seq`` means updates were missed: fetch
+   ``GET /accounts/{id}/orders`` (or reconnect for a fresh snapshot).
+3. ``{"type": "resync", "reason": ..., "timestamp"}`` after the relay lost Redis for
+   a while (updates may have been missed).
+
+Any client may send the text ``ping`` and gets ``pong``. The server also sends
+WebSocket pings (``SOCK_SERVER_OPTIONS.ping_interval``) and closes a client that
+does not answer (code 1008). An order client that falls more than
+``WS_ORDER_QUEUE_MAX`` updates behind is closed with code 1013 ("try again later")
+and a reason; other clients are not slowed.
+
+A tick client receives the stream's messages unchanged when it subscribed to the
+channel's underlying, or with ``ticks`` (and ``count``) narrowed to its tokens.
+It may change its subscription with a JSON text message::
+
+    {"action": "subscribe", "tokens": [256265], "underlying": ["nifty"]}
+    {"action": "unsubscribe", "tokens": [256265]}
+
+answered by ``{"type": "subscribed", "tokens": [...], "underlying": [...]}`` (bad
+input: ``{"type": "error", "message": ...}``). A slow tick client keeps the
+newest ``WS_TICK_BUFFER_MAX`` batches, drops the oldest, and is told
+``{"type": "dropped", "count": n, "total": m}`` before its next batch.
+"""

@@ -1,0 +1,134 @@
+"""Serving one WebSocket: a reader for client messages and a sender that drains the outbox.
+
+Plain module (no Flask): takes a simple_websocket connection and a hub client.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Callable
+
+from app.realtime import metrics
+from app.realtime.clients import Client, Outgoing
+from app.realtime.hub import RealtimeHub
+
+log = logging.getLogger(__name__)
+
+TRY_AGAIN_LATER = 1013
+IDLE_WAIT_S = 5.0
+
+
+class SerialSocket:
+    """The connection's socket with every write whole and one at a time.
+
+    simple_websocket writes with ``sock.send`` from two threads (ours and its
+    ping/pong thread); a partial or interleaved write (possible under gevent with
+    large frames) would corrupt the stream, so writes go through one lock and sendall.
+    """
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    sendall = send
+
+    def abort(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def adopt_socket(ws, send_buffer_bytes: int | None = None) -> SerialSocket:
+    if not isinstance(ws.sock, SerialSocket):
+        if send_buffer_bytes:
+            # A fixed kernel send buffer bounds the memory a stuck client can hold
+            # (autotuning lets each grow to megabytes) and reveals it sooner.
+            try:
+                ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+            except OSError:
+                pass
+        ws.sock = SerialSocket(ws.sock)
+    return ws.sock
+
+
+def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
+          on_text: Callable[[str], list[str]] | None = None,
+          skip_through: dict[str, int] | None = None) -> None:
+    """Run until the client goes away or falls too far behind.
+
+    `first`: frames sent before anything queued (the snapshot). `skip_through`:
+    per account, the seq already covered by the snapshot. `on_text`: handles a
+    client text message other than ping and returns replies.
+    """
+    sock = adopt_socket(ws, hub.send_buffer_bytes)
+    client.abort = sock.abort
+    reader = threading.Thread(target=_read, args=(ws, client, on_text), daemon=True,
+                              name=f"ws-reader-{client.id}")
+    reader.start()
+    try:
+        for text in first:
+            ws.send(text)
+        _send_loop(ws, client, hub, skip_through or {})
+    except OSError:  # the socket died under a send (or the hub aborted a stuck slow client)
+        if client.outbox.overflowed:
+            hub.record_slow_disconnect()
+    finally:
+        hub.remove(client)
+
+
+def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int]) -> None:
+    outbox = client.outbox
+    while True:
+        if outbox.overflowed:
+            hub.record_slow_disconnect()
+            log.warning("closing a slow WebSocket client", extra={"endpoint": client.endpoint, "client": client.id,
+                                                                  "account_id": getattr(client, "account_id", None)})
+            ws.close(TRY_AGAIN_LATER, f"client too slow: more than {outbox.limit} updates pending")
+            return
+        items, dropped = outbox.take(IDLE_WAIT_S)
+        if outbox.closed or not ws.connected:
+            return
+        if dropped:
+            ws.send(json.dumps({"type": "dropped", "count": dropped, "total": outbox.dropped_total}))
+        for item in items:
+            if outbox.overflowed:
+                break
+            if item.seq is not None and item.seq <= skip_through.get(item.account_id, 0):
+                continue  # already in the snapshot
+            ws.send(item.text)
+            if item.published_at is not None:
+                metrics.ORDER_UPDATE_LATENCY.observe(max(0.0, time.time() - item.published_at))
+
+
+def _read(ws, client: Client, on_text: Callable[[str], list[str]] | None) -> None:
+    try:
+        while True:
+            data = ws.receive()
+            if data is None:
+                continue
+            if isinstance(data, bytes):
+                data = data.decode(errors="replace")
+            if data.strip().lower() == "ping":
+                client.outbox.reply(Outgoing(text="pong"))
+            elif on_text is not None:
+                for reply in on_text(data):
+                    client.outbox.reply(Outgoing(text=reply))
+            else:
+                client.outbox.reply(Outgoing(text=json.dumps(
+                    {"type": "error", "message": "this socket only understands 'ping'"})))
+    except Exception:  # ConnectionClosed or a dead socket: the sender stops too
+        pass
+    finally:
+        client.outbox.close()

@@ -1,0 +1,102 @@
+"""The WebSocket routes (flask-sock on a flask-smorest blueprint, registered by app.api).
+
+Authorization happens in the blueprint's before_request, i.e. before the
+handshake: a key without the account gets 403 in the JSON error shape and no socket.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+
+from app.auth import authenticate, require_account, require_admin
+from app.errors import ApiError
+from app.extensions import sock
+from app.realtime import connection
+from app.realtime.clients import (OrderClient, Outbox, SubscriptionError, TickClient, parse_subscription_message,
+                                  parse_tokens, parse_underlyings)
+from app.realtime.hub import RealtimeHub, get_hub
+from app.realtime.snapshot import order_snapshot
+from app.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+INTERNAL_ERROR = 1011
+
+blp = Blueprint("websockets", __name__, description="WebSocket relay: order updates and tick batches")
+
+
+def hub() -> RealtimeHub:
+    return get_hub(current_app.config["SETTINGS"].redis_url)
+
+
+@blp.before_request
+def _authorize_socket():
+    endpoint = (request.endpoint or "").rsplit(".", 1)[-1]
+    if endpoint.startswith("account_orders_socket"):
+        require_account(request.view_args["account_id"])
+    elif endpoint == "all_orders_socket":
+        require_admin()
+    elif endpoint == "ticks_socket":
+        authenticate()
+        try:  # bad query parameters are a 422 before the socket opens
+            parse_underlyings(request.args.get("underlying"))
+            parse_tokens(request.args.get("tokens"))
+        except SubscriptionError as exc:
+            raise ApiError(422, str(exc))
+
+
+def _serve_orders(ws, account_id: str | None, endpoint: str) -> None:
+    relay = hub()
+    client = OrderClient(endpoint=endpoint, outbox=Outbox(relay.order_queue_limit, drop_oldest=False),
+                         account_id=account_id, key_id=authenticate().key_id)
+    relay.add(client)  # first: updates published from now on are queued, none lost
+    try:
+        snapshot = order_snapshot(get_redis(relay.redis_url), account_id)
+    except Exception:  # database or Redis down: tell the client to retry rather than fail silently
+        log.warning("order snapshot unavailable", exc_info=True, extra={"account_id": account_id})
+        relay.remove(client)
+        ws.close(INTERNAL_ERROR, "snapshot unavailable, reconnect shortly")
+        return
+    seqs = snapshot["seq"] if isinstance(snapshot["seq"], dict) else {account_id: snapshot["seq"]}
+    connection.serve(ws, client, relay, first=[json.dumps(snapshot, default=str)], skip_through=seqs)
+
+
+@sock.route("/ws/orders/<account_id>", bp=blp)
+def account_orders_socket(ws, account_id):
+    """Order updates of one account (WebSocket; see app/realtime/__init__.py for the messages)."""
+    _serve_orders(ws, account_id, "orders")
+
+
+@sock.route("/advanced/ws/orders/<account_id>", bp=blp)
+def account_orders_socket_alias(ws, account_id):
+    """Alias of /ws/orders/{account_id} (the old guide's path)."""
+    _serve_orders(ws, account_id, "orders")
+
+
+@sock.route("/ws/orders", bp=blp)
+def all_orders_socket(ws):
+    """Order updates of every account (WebSocket, admin keys)."""
+    _serve_orders(ws, None, "orders_all")
+
+
+@sock.route("/ws/ticks", bp=blp)
+def ticks_socket(ws):
+    """Tick batches filtered by `underlying` and/or `tokens` (WebSocket)."""
+    relay = hub()
+    client = TickClient(endpoint="ticks", outbox=Outbox(relay.tick_buffer_limit, drop_oldest=True),
+                        key_id=authenticate().key_id,
+                        underlyings=parse_underlyings(request.args.get("underlying")),
+                        tokens=parse_tokens(request.args.get("tokens")))
+
+    def on_text(text: str) -> list[str]:
+        try:
+            action, underlyings, tokens = parse_subscription_message(text)
+        except SubscriptionError as exc:
+            return [json.dumps({"type": "error", "message": str(exc)})]
+        client.update(action, underlyings, tokens)
+        return [json.dumps(client.subscription())]
+
+    relay.add(client)
+    connection.serve(ws, client, relay, first=[json.dumps(client.subscription())], on_text=on_text)
