@@ -58,6 +58,7 @@ task_routes = {
 beat_schedule = {
     "reconcile-open-orders": {"task": "workers.tasks.orders.reconcile_open_orders", "schedule": 5.0},
     "settle-stuck-batches": {"task": "workers.tasks.batches.settle_stuck_batches", "schedule": 15.0},
+    "requeue-stranded-webhooks": {"task": "workers.tasks.webhooks.requeue_stranded_deliveries", "schedule": 60.0},
     "refresh-instruments-daily": {
         "task": "workers.tasks.maintenance.refresh_instruments",
         "schedule": 24 * 3600.0,

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     api.spec.components.security_scheme("ApiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     sock.init_app(app)
     metrics.init_app(app)
-    _register_cluster_metrics(metrics.registry)
+    _register_service_metrics(metrics)
     register_error_handlers(app)
     _register_routes(app, api)
     _register_cli(app)
@@ -84,13 +84,13 @@ def _register_routes(app: Flask, api) -> None:
         api.register_blueprint(blueprint)
 
 
-def _register_cluster_metrics(registry) -> None:
-    """Figures counted by workers in Redis and live-state gauges, on the registry /metrics serves."""
+def _register_service_metrics(metrics) -> None:
+    """Figures counted by workers in Redis and live-state gauges, read when /metrics is scraped."""
     from app import cluster_metrics, order_metrics
     from app.batches import metrics as _batch_metrics  # noqa: F401  (defines its cluster metrics)
+    from app.webhooks import delivery as _webhook_delivery  # noqa: F401  (likewise)
 
-    cluster_metrics.register_once(registry, cluster_metrics.ClusterCollector())
-    cluster_metrics.register_once(registry, order_metrics.OrderStateCollector())
+    metrics.add_collectors(cluster_metrics.ClusterCollector(), order_metrics.OrderStateCollector())
 
 
 def _register_cli(app: Flask) -> None:

@@ -9,17 +9,14 @@ State values (also the `circuit_breaker_state` gauge): 0 closed, 1 half-open, 2 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from app.config import load_settings
 from app.redis_client import get_redis
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
 STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half_open", OPEN: "open"}
 
-# Tunables from the environment (to move into app.config.Settings with the other settings).
-FAILURE_THRESHOLD = int(os.environ.get("CIRCUIT_BREAKER_THRESHOLD", "8"))
-COOLDOWN_S = float(os.environ.get("CIRCUIT_BREAKER_COOLDOWN_S", "5"))
 KEY_PREFIX = "circuit:orders:"
 
 # KEYS[1] hash {state, failures, opened_at}; ARGV: cooldown_s, probe_ttl_s.
@@ -67,8 +64,7 @@ class Permission:
 
 
 class CircuitBreaker:
-    def __init__(self, threshold: int = FAILURE_THRESHOLD, cooldown_s: float = COOLDOWN_S,
-                 probe_ttl_s: float = 15.0, redis=None) -> None:
+    def __init__(self, threshold: int, cooldown_s: float, probe_ttl_s: float = 15.0, redis=None) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.probe_ttl_s = probe_ttl_s  # longer than one broker call with its timeout
@@ -119,5 +115,6 @@ _breaker: CircuitBreaker | None = None
 def order_circuit_breaker() -> CircuitBreaker:
     global _breaker
     if _breaker is None:
-        _breaker = CircuitBreaker()
+        settings = load_settings()
+        _breaker = CircuitBreaker(settings.circuit_breaker_threshold, settings.circuit_breaker_cooldown_s)
     return _breaker

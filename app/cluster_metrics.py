@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
@@ -87,16 +86,3 @@ class ClusterCollector:
                 yield from metric.collect(redis)
         except Exception:
             log.debug("cluster metrics unavailable", exc_info=True)
-
-
-_registered: set[tuple[int, str]] = set()
-_lock = threading.Lock()
-
-
-def register_once(registry, collector) -> None:
-    """Register a collector (by class) once per registry: create_app may run more than once."""
-    with _lock:
-        key = (id(registry), type(collector).__name__)
-        if key not in _registered:
-            registry.register(collector)
-            _registered.add(key)

@@ -26,7 +26,7 @@ def _env_bool(name: str, default: bool) -> bool:
     return _env(name, "true" if default else "false").lower() in ("1", "true", "yes", "on")
 
 
-def _credentials_key() -> str:
+def credentials_key() -> str:
     """CREDENTIALS_KEY, or a development key kept in instance/ so restarts can decrypt."""
     key = os.environ.get("CREDENTIALS_KEY", "").strip()
     if key:
@@ -45,7 +45,6 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'ticker.db'}")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    credentials_key: str = field(default_factory=_credentials_key)
     api_keys: str = field(default_factory=lambda: _env("API_KEYS", ""))
     port: int = field(default_factory=lambda: int(_env("PORT", "5000")))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
@@ -77,8 +76,21 @@ class Settings:
     stream_metrics_port: int = field(default_factory=lambda: int(_env("STREAM_METRICS_PORT", "9102")))
     stream_metrics_host: str = field(default_factory=lambda: _env("STREAM_METRICS_HOST", "0.0.0.0"))
 
+    # Broker circuit breaker (per account, shared by every worker through Redis).
+    circuit_breaker_threshold: int = field(default_factory=lambda: int(_env("CIRCUIT_BREAKER_THRESHOLD", "8")))
+    circuit_breaker_cooldown_s: float = field(default_factory=lambda: float(_env("CIRCUIT_BREAKER_COOLDOWN_S", "5")))
+
     # Webhooks.
     webhook_allow_private: bool = field(default_factory=lambda: _env_bool("WEBHOOK_ALLOW_PRIVATE", False))
+    webhook_retry_base_s: float = field(default_factory=lambda: float(_env("WEBHOOK_RETRY_BASE_S", "1")))
+    webhook_retry_cap_s: float = field(default_factory=lambda: float(_env("WEBHOOK_RETRY_CAP_S", "300")))
+    webhook_max_attempts: int = field(default_factory=lambda: max(1, int(_env("WEBHOOK_MAX_ATTEMPTS", "5"))))
+    webhook_timeout_s: float = field(default_factory=lambda: float(_env("WEBHOOK_TIMEOUT_S", "5")))
+
+    # WebSocket relay (per web process).
+    ws_order_queue_max: int = field(default_factory=lambda: int(_env("WS_ORDER_QUEUE_MAX", "1000")))
+    ws_tick_buffer_max: int = field(default_factory=lambda: int(_env("WS_TICK_BUFFER_MAX", "50")))
+    ws_send_buffer_bytes: int = field(default_factory=lambda: int(_env("WS_SEND_BUFFER_BYTES", str(256 * 1024))))
 
 
 def load_settings() -> Settings:

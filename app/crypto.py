@@ -5,7 +5,7 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from app.config import load_settings
+from app.config import credentials_key
 
 
 @lru_cache(maxsize=4)
@@ -14,11 +14,11 @@ def _fernet(key: str) -> Fernet:
 
 
 def encrypt(plaintext: str) -> str:
-    return _fernet(load_settings().credentials_key).encrypt(plaintext.encode()).decode()
+    return _fernet(credentials_key()).encrypt(plaintext.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     try:
-        return _fernet(load_settings().credentials_key).decrypt(token.encode()).decode()
+        return _fernet(credentials_key()).decrypt(token.encode()).decode()
     except InvalidToken as exc:  # wrong CREDENTIALS_KEY: say so instead of a bare traceback
         raise RuntimeError("stored secret cannot be decrypted: is CREDENTIALS_KEY the one it was stored with?") from exc

@@ -21,6 +21,10 @@ PAGE_DIR = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
+# The page is HTML, not JSON: documented by hand (flask-smorest's @response is for schemas).
+HTML_PAGE = {"200": {"description": "the dashboard page (no data in it)",
+                     "content": {"text/html": {"schema": {"type": "string"}}}}}
+
 
 def _page():
     response = send_from_directory(PAGE_DIR, "index.html", max_age=0)
@@ -32,14 +36,14 @@ def _page():
 
 
 @blp.route("/")
-@blp.doc(security=[])
+@blp.doc(security=[], responses=HTML_PAGE)
 def index():
     """The trader dashboard (text/html)."""
     return _page()
 
 
 @blp.route("/dashboard")
-@blp.doc(security=[])
+@blp.doc(security=[], responses=HTML_PAGE)
 def dashboard_page():
     """The trader dashboard (text/html), same page as `/`."""
     return _page()

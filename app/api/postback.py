@@ -8,14 +8,45 @@ from __future__ import annotations
 
 from flask import jsonify, request
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from app.errors import ApiError
 from app.orders.sync import PostbackRejected, apply_postback
 
 blp = Blueprint("postback", __name__, description="Broker order postbacks")
 
+# The body is Kite's order dict as the broker sends it, read whatever its Content-Type
+# (get_json(force=True)), so it is documented by hand rather than parsed by a schema.
+POSTBACK_BODY = {
+    "required": True,
+    "description": "Kite's order dict (every field of an order book row) with its checksum",
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "required": ["order_id", "order_timestamp", "checksum"],
+        "properties": {
+            "order_id": {"type": "string", "minLength": 1},
+            "order_timestamp": {"type": "string", "minLength": 1},
+            "checksum": {"type": "string", "minLength": 1,
+                         "description": "hex SHA-256 of order_id + order_timestamp + api_secret"},
+            "status": {"type": "string"},
+            "tag": {"type": "string", "nullable": True},
+        },
+        "additionalProperties": True,
+    }}},
+}
+
+
+class PostbackResultSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok"]})
+    applied = fields.Boolean(metadata={"description": "false when the update was already applied"})
+
 
 @blp.route("/postback/kite", methods=["POST"])
+@blp.response(200, PostbackResultSchema)
+@blp.alt_response(400, response="BAD_REQUEST")
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.doc(security=[], requestBody=POSTBACK_BODY)
 def kite_postback():
     """Apply one Kite order postback (de-duplicated: the same update twice changes nothing)."""
     body = request.get_json(force=True, silent=True)

@@ -1,5 +1,6 @@
-"""Rate and dividend-yield defaults, read from the environment once at import."""
-import os
+"""Rate and dividend-yield defaults (OPTION_GREEKS_INTEREST_RATE, OPTION_GREEKS_DIVIDEND_YIELD), from app.config."""
+from app.config import load_settings
 
-DEFAULT_RATE = float(os.environ.get("OPTION_GREEKS_INTEREST_RATE", "0.10"))
-DEFAULT_DIVIDEND_YIELD = float(os.environ.get("OPTION_GREEKS_DIVIDEND_YIELD", "0.0"))
+_settings = load_settings()
+DEFAULT_RATE = _settings.option_greeks_interest_rate
+DEFAULT_DIVIDEND_YIELD = _settings.option_greeks_dividend_yield

@@ -213,3 +213,62 @@ def validate_modification(order, payload) -> dict:
     return params
 
 
+
+
+# --- Response shapes (documentation: app.order_view builds the bodies) -------------------------
+
+class OrderEventSchema(Schema):
+    """One state transition of an order (app.order_view.event_view)."""
+
+    at = fields.String(metadata={"description": "UTC ISO-8601 with milliseconds"})
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    attempt = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    detail = fields.Dict(allow_none=True)
+
+
+class OrderSchema(Schema):
+    """An order record (app.order_view.order_view)."""
+
+    id = fields.String()
+    order_id = fields.String(metadata={"description": "same as `id`"})
+    account_id = fields.String()
+    status = fields.String(metadata={"description": "QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, "
+                                                    "REJECTED or DEAD_LETTER"})
+    broker_order_id = fields.String(allow_none=True)
+    broker_status = fields.String(allow_none=True)
+    status_message = fields.String(allow_none=True)
+    tag = fields.String(allow_none=True, metadata={"description": "the tag the broker keeps with the order"})
+    attempts = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    exchange = fields.String()
+    tradingsymbol = fields.String()
+    instrument_token = fields.Integer(allow_none=True)
+    transaction_type = fields.String()
+    quantity = fields.Integer()
+    product = fields.String()
+    order_type = fields.String()
+    variety = fields.String(allow_none=True)
+    validity = fields.String(allow_none=True)
+    price = fields.Float(allow_none=True)
+    trigger_price = fields.Float(allow_none=True)
+    disclosed_quantity = fields.Integer(allow_none=True)
+    market_protection = fields.Float(allow_none=True)
+    client_tag = fields.String(allow_none=True, metadata={"description": "the request's `tag`"})
+    filled_quantity = fields.Integer(allow_none=True)
+    average_price = fields.Float(allow_none=True)
+    batch_id = fields.String(allow_none=True)
+    leg_index = fields.Integer(allow_none=True)
+    role = fields.String(allow_none=True, metadata={"description": "order, leg or rollback"})
+    created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+    events = fields.List(fields.Nested(OrderEventSchema))
+
+
+class OrderListSchema(Schema):
+    """A page of orders, newest first; `next_cursor` continues after its last order."""
+
+    orders = fields.List(fields.Nested(OrderSchema))
+    count = fields.Integer()
+    next_cursor = fields.String(allow_none=True)

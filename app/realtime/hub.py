@@ -18,6 +18,7 @@ from typing import Iterable
 
 import redis
 
+from app.config import load_settings
 from app.order_view import iso
 from app.realtime import metrics
 from app.realtime.clients import Client, OrderClient, Outgoing, TickClient
@@ -27,13 +28,6 @@ log = logging.getLogger(__name__)
 PATTERNS = ("orders:*", "ticker:*")
 ORDER_PREFIX = "orders:"
 TICK_PREFIX = "ticker:"
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
 
 
 def published_epoch(timestamp: str | None) -> float | None:
@@ -49,10 +43,11 @@ class RealtimeHub:
     def __init__(self, redis_url: str, order_queue_limit: int | None = None,
                  tick_buffer_limit: int | None = None, slow_client_grace_s: float = 2.0) -> None:
         self.redis_url = redis_url
-        # Tunables from the environment (documented in app/realtime/__init__.py).
-        self.order_queue_limit = int(order_queue_limit or _env_number("WS_ORDER_QUEUE_MAX", 1000))
-        self.tick_buffer_limit = int(tick_buffer_limit or _env_number("WS_TICK_BUFFER_MAX", 50))
-        self.send_buffer_bytes = int(_env_number("WS_SEND_BUFFER_BYTES", 256 * 1024))
+        # Tunables (WS_ORDER_QUEUE_MAX, WS_TICK_BUFFER_MAX, WS_SEND_BUFFER_BYTES; see app.config).
+        settings = load_settings()
+        self.order_queue_limit = int(order_queue_limit or settings.ws_order_queue_max)
+        self.tick_buffer_limit = int(tick_buffer_limit or settings.ws_tick_buffer_max)
+        self.send_buffer_bytes = settings.ws_send_buffer_bytes
         self.slow_client_grace_s = slow_client_grace_s
         self._lock = threading.Lock()
         self._orders_by_account: dict[str | None, set[OrderClient]] = {}

@@ -11,11 +11,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import requests
-from prometheus_client import Counter
 
+from app.cluster_metrics import ClusterCounter
 from app.crypto import decrypt
 from app.db import session_scope
 from app.models import WebhookAttempt, WebhookDelivery, utcnow
@@ -27,8 +27,9 @@ from app.webhooks.url_safety import UnsafeUrl, resolve_public
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = Counter("webhook_deliveries_total", "Webhook delivery outcomes (retrying: an attempt failed, more follow)",
-                     ["status"])
+# Counted in the worker, exported by the web process's /metrics (app.cluster_metrics).
+DELIVERIES = ClusterCounter("webhook_deliveries_total",
+                            "Webhook delivery outcomes (retrying: an attempt failed, more follow)", ("status",))
 DELIVER_TASK = "workers.tasks.webhooks.deliver_webhook"
 MAX_ERROR_CHARS = 500
 
@@ -66,6 +67,24 @@ def enqueue(delivery_id: str, round_start: int = 0) -> None:
     from workers import app as celery_app  # the Celery app; imported late so web startup stays light
 
     celery_app.send_task(DELIVER_TASK, args=[delivery_id, round_start], queue="webhooks")
+
+
+def stranded(settings: WebhookSettings | None = None) -> list[tuple[str, int]]:
+    """PENDING deliveries nothing is working on: never enqueued (Redis was down when the
+    event fired) or their retry lost. Quiet for longer than any scheduled retry waits."""
+    from sqlalchemy import func, select
+
+    settings = settings or webhook_settings()
+    quiet_since = utcnow() - timedelta(seconds=2 * settings.retry_cap_s + 60)
+    with session_scope() as session:
+        last_attempt = (select(WebhookAttempt.delivery_id, func.max(WebhookAttempt.at).label("at"))
+                        .group_by(WebhookAttempt.delivery_id).subquery())
+        rows = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.attempts)
+            .outerjoin(last_attempt, last_attempt.c.delivery_id == WebhookDelivery.id)
+            .where(WebhookDelivery.status == "PENDING",
+                   func.coalesce(last_attempt.c.at, WebhookDelivery.created_at) < quiet_since)).all()
+    return [(row.id, row.attempts) for row in rows]
 
 
 def redeliver(delivery_id: str) -> dict:
@@ -109,15 +128,15 @@ def attempt(delivery_id: str, round_start: int = 0, settings: WebhookSettings | 
                                    error=error, duration_ms=duration_ms))
         if error is None:
             _finish(delivery, "DELIVERED", None)
-            DELIVERIES.labels("delivered").inc()
+            DELIVERIES.inc(status="delivered")
             return AttemptResult("DELIVERED", status_code=status_code)
         in_round = number - round_start
         if not retryable or in_round >= settings.max_attempts:
             _finish(delivery, "FAILED", error)
-            DELIVERIES.labels("failed").inc()
+            DELIVERIES.inc(status="failed")
             return AttemptResult("FAILED", status_code=status_code, error=error)
         delivery.last_error = error
-        DELIVERIES.labels("retrying").inc()
+        DELIVERIES.inc(status="retrying")
         return AttemptResult("PENDING", retry_in=retry_delay(settings, in_round), status_code=status_code, error=error)
 
 

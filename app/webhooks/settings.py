@@ -1,17 +1,9 @@
-"""Webhook delivery tunables, read from the environment in this one place."""
+"""Webhook delivery tunables (read from the environment by app.config)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from app.config import load_settings
-
-
-def _number(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "").strip() or default)
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -24,12 +16,13 @@ class WebhookSettings:
 
 
 def webhook_settings() -> WebhookSettings:
+    settings = load_settings()
     return WebhookSettings(
-        retry_base_s=_number("WEBHOOK_RETRY_BASE_S", 1.0),
-        retry_cap_s=_number("WEBHOOK_RETRY_CAP_S", 300.0),
-        max_attempts=max(1, int(_number("WEBHOOK_MAX_ATTEMPTS", 5))),
-        timeout_s=_number("WEBHOOK_TIMEOUT_S", 5.0),
-        allow_private=load_settings().webhook_allow_private,
+        retry_base_s=settings.webhook_retry_base_s,
+        retry_cap_s=settings.webhook_retry_cap_s,
+        max_attempts=settings.webhook_max_attempts,
+        timeout_s=settings.webhook_timeout_s,
+        allow_private=settings.webhook_allow_private,
     )
 
 

@@ -146,3 +146,23 @@ def test_private_address_is_refused_at_delivery_time(client, headers, receiver, 
     assert record["status"] == "FAILED" and record["attempts"] == 1
     assert "refused before sending" in record["attempt_log"][0]["error"]
     assert json.dumps(record)  # the log is plain JSON
+
+
+def test_stranded_pending_delivery_is_requeued_by_beat(client, headers, celery_worker, receiver, register):
+    """A delivery whose task never reached the queue (Redis down when the event fired) is not lost."""
+    from datetime import timedelta
+
+    from app.db import session_scope
+    from app.models import WebhookDelivery, utcnow
+    from workers.tasks.webhooks import requeue_stranded_deliveries
+
+    hook = receiver(fail_first=0)
+    webhook = register(hook.url, ["order_completed"])
+    with session_scope() as session:  # as if the enqueue after the event had failed an hour ago
+        ids = delivery.create_deliveries(session, "primary", "order_completed", {"order_id": "stranded-1"})
+        for row in session.query(WebhookDelivery).filter(WebhookDelivery.id.in_(ids)):
+            row.created_at = utcnow() - timedelta(hours=1)
+    assert requeue_stranded_deliveries.run() >= 1
+    log = poll(lambda: deliveries(client, headers, webhook["webhook_id"]),
+               lambda ds: any(d["status"] == "DELIVERED" and d["delivery_id"] in ids for d in ds))
+    assert any(d["delivery_id"] in ids for d in log)

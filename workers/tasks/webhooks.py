@@ -1,8 +1,8 @@
 """Webhook delivery on the `webhooks` queue: one attempt per run, retried with backoff."""
 from __future__ import annotations
 
-from workers import app
 from app.webhooks import delivery
+from workers import app
 
 
 @app.task(bind=True, name="workers.tasks.webhooks.deliver_webhook", max_retries=None, acks_late=True)
@@ -12,3 +12,12 @@ def deliver_webhook(self, delivery_id: str, round_start: int = 0) -> str:
         # The delivery row keeps the count; Celery only schedules the next attempt.
         raise self.retry(countdown=result.retry_in)
     return result.status
+
+
+@app.task(name="workers.tasks.webhooks.requeue_stranded_deliveries", acks_late=True, ignore_result=True)
+def requeue_stranded_deliveries() -> int:
+    """Beat: give stranded PENDING deliveries a new round (nothing is lost, invariant 3)."""
+    found = delivery.stranded()
+    for delivery_id, attempts in found:
+        delivery.enqueue(delivery_id, round_start=attempts)
+    return len(found)
