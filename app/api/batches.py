@@ -9,6 +9,7 @@ from app.auth import authenticate, require_account
 from app.batches import service
 from app.batches.schemas import AdvancedBatchRequestSchema, BatchRequestSchema
 from app.errors import ApiError
+from app.orders.service import mark_enqueue_failed
 
 log = logging.getLogger(__name__)
 blp = Blueprint("batches", __name__, description="Multi-leg batch orders")
@@ -71,6 +72,7 @@ def _submit(account_id: str, body: dict):
             launch(batch.id)
         except Exception:  # Redis down: the batch is stored; the reconciler and watchdog drive it on
             log.exception("batch chord not launched", extra={"batch_id": batch.id})
+            mark_enqueue_failed([leg.id for leg in batch.legs])
     if body["wait"] > 0:
         batch = service.wait_until_final(batch.id, body["wait"])
     view = service.batch_view(batch)

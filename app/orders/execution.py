@@ -415,9 +415,11 @@ def reconcile_account(account_id: str, queued_lost_after: float | None = None) -
         outcome: dict = {}
 
         def apply(session, order):
-            if order.status in FINAL:
+            if order.status in FINAL and order.status != DEAD_LETTER:
                 return False
             row = by_id.get(order.broker_order_id or "") or by_tag.get(order.tag)
+            if order.status == DEAD_LETTER and row is None:
+                return False  # really never placed: stays dead-lettered for the trader to replay
             if row is not None:
                 changed = apply_to_order(session, order, row, source="reconcile")
                 if order.status == SUBMITTING and order.updated_at < cutoff:

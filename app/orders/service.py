@@ -111,9 +111,18 @@ def place(account_id: str, payload: dict, idempotency_key: str | None = None) ->
         set_committed_value(order, "events", [event])  # the record as committed, without reading it back
     finally:
         session.close()
-    dispatch.enqueue_placement(order.id, account_id)
+    if not dispatch.enqueue_placement(order.id, account_id):
+        mark_enqueue_failed([order.id])
     order_changed(order)
     return order, True
+
+
+def mark_enqueue_failed(order_ids: list[str]) -> None:
+    """Note on the record that no task carries these QUEUED orders (Redis refused the enqueue), so
+    the reconciler re-enqueues them at its next run instead of waiting out the lost-task delay."""
+    with session_scope() as session:
+        for order in session.scalars(select(Order).where(Order.id.in_(order_ids), Order.status == QUEUED)):
+            record_event(session, order, QUEUED, QUEUED, detail={"enqueue_failed": True})
 
 
 def get(order_id: str) -> Order:
@@ -235,5 +244,6 @@ def replay(order_id: str) -> Order:
         account_id = order.account_id
     order = get(order_id)
     order_changed(order)
-    dispatch.enqueue_placement(order_id, account_id)
+    if not dispatch.enqueue_placement(order_id, account_id):
+        mark_enqueue_failed([order_id])
     return order

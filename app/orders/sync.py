@@ -13,17 +13,20 @@ import logging
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.accounts import credentials
 from app.db import new_session, session_scope
-from app.models import Account, Order, utcnow
+from app.models import Account, Order, OrderEvent, utcnow
 from app.order_updates import order_changed
-from app.orders.states import (BROKER_FINAL, FINAL, OPEN, QUEUED, SUBMITTING, can_move,
+from app.orders.states import (BROKER_FINAL, DEAD_LETTER, FINAL, OPEN, QUEUED, SUBMITTING, can_move,
                                from_broker_status, record_event, transition)
 
 log = logging.getLogger(__name__)
+
+# How long a dead-lettered order is still looked for at the broker by the reconciler.
+DEAD_LETTER_RECHECK = timedelta(hours=24)
 
 # Kite fields copied when the broker reports a modification.
 _MODIFIABLE = ("quantity", "order_type", "validity")
@@ -171,19 +174,29 @@ def broker_orders_by_tag(rows: list[dict]) -> dict[str, dict]:
 
 def stale_orders(session: Session, account_id: str, submitting_lease_s: float,
                  queued_lost_after_s: float) -> list[Order]:
-    """Orders the reconciler must look at: OPEN ones, and QUEUED/SUBMITTING ones whose worker seems gone."""
+    """Orders the reconciler must look at: OPEN ones, QUEUED/SUBMITTING ones whose worker seems
+    gone, and recent DEAD_LETTER ones — a last attempt that timed out may have placed the order
+    after all, and a trader must not be told it failed while it is live at the broker."""
     now = utcnow()
-    query = select(Order).where(Order.account_id == account_id, Order.status.not_in(FINAL))
+    recent = now - DEAD_LETTER_RECHECK
+    query = select(Order).where(Order.account_id == account_id, or_(
+        Order.status.not_in(FINAL), (Order.status == DEAD_LETTER) & (Order.updated_at > recent)))
     out = []
     for order in session.scalars(query):
         age = (now - order.updated_at).total_seconds()
-        if order.status == OPEN:
+        if order.status in (OPEN, DEAD_LETTER):
             out.append(order)
         elif order.status == SUBMITTING and age > submitting_lease_s:
             out.append(order)
-        elif order.status == QUEUED and age > queued_lost_after_s:
+        elif order.status == QUEUED and (age > queued_lost_after_s or _enqueue_failed(session, order)):
             out.append(order)
     return out
+
+
+def _enqueue_failed(session: Session, order: Order) -> bool:
+    last = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id)
+                           .order_by(OrderEvent.id.desc()).limit(1)).first()
+    return bool(last and last.detail and last.detail.get("enqueue_failed"))
 
 
 def requeue_lost(session: Session, order: Order, reason: str) -> bool:
@@ -192,6 +205,7 @@ def requeue_lost(session: Session, order: Order, reason: str) -> bool:
         transition(session, order, QUEUED, error=reason, detail={"source": "reconcile"})
         return True
     order.updated_at = utcnow()  # QUEUED: touched so it is not re-enqueued again at once
+    record_event(session, order, QUEUED, QUEUED, detail={"source": "reconcile", "requeued": True})
     return False
 
 

@@ -121,3 +121,62 @@ def test_burst_is_smoothed_without_broker_rate_limits(orders, option):
     assert all(r["attempts"] == 1 for r in records), [r["attempts"] for r in records]
     assert orders.broker.state()["rate_limited"] == before
     assert all(len(orders.broker_orders(r["tag"])) == 1 for r in records)
+
+
+def test_dead_lettered_order_found_at_the_broker_is_repaired_by_reconciliation(orders, option, accounts):
+    """A last attempt that timed out may have placed the order after all: reconciliation finds it
+    by its tag, and the trader is not left believing a live order failed."""
+    from kiteconnect import KiteConnect
+
+    from app.db import session_scope
+    from app.models import Order
+    from app.orders.execution import reconcile_account
+    from app.orders.service import new_order
+    from app.orders.states import record_event
+    from app.orders.schemas import validate_order
+
+    with session_scope() as session:
+        order = new_order("primary", validate_order(market_order(option)))
+        order.status, order.attempts, order.error = "DEAD_LETTER", 5, "gave up after 5 attempts: ReadTimeout"
+        session.add(order)
+        record_event(session, order, None, "DEAD_LETTER", error=order.error)
+        order_id, tag = order.id, order.tag
+    creds = accounts["primary"]
+    kite = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=orders.broker.root)
+    kite.place_order("regular", option.exchange, option.tradingsymbol, "BUY", option.lot_size, "NRML",
+                     "MARKET", market_protection=-1, tag=tag)
+
+    reconcile_account("primary")
+    record = orders.get(order_id).get_json()
+    assert record["status"] == "COMPLETE" and record["broker_order_id"]
+    assert len(orders.broker_orders(tag)) == 1
+    # A dead letter with nothing at the broker stays a dead letter.
+    with session_scope() as session:
+        lone = new_order("primary", validate_order(market_order(option)))
+        lone.status, lone.error = "DEAD_LETTER", "gave up"
+        session.add(lone)
+        lone_id = lone.id
+    reconcile_account("primary")
+    with session_scope() as session:
+        assert session.get(Order, lone_id).status == "DEAD_LETTER"
+
+
+def test_order_whose_enqueue_failed_is_requeued_at_the_next_reconciliation(orders, option):
+    """Redis refused the enqueue: the record says so, and the next reconciliation (beat, 5 s) sends it."""
+    from app.orders import service
+    from workers.tasks.orders import reconcile_open_orders
+
+    original = service.dispatch.enqueue_placement
+    service.dispatch.enqueue_placement = lambda *args, **kwargs: False  # what dispatch answers when Redis is down
+    try:
+        response = orders.place(market_order(option))
+    finally:
+        service.dispatch.enqueue_placement = original
+    assert response.status_code == 202
+    order_id = response.get_json()["id"]
+    time.sleep(0.5)
+    assert orders.get(order_id).get_json()["status"] == "QUEUED"  # nothing carried it
+    reconcile_open_orders.run()
+    record = orders.wait_status(order_id, "COMPLETE")
+    assert record["attempts"] == 1
+    assert len(orders.broker_orders(record["tag"])) == 1
