@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+RUN_DEPS := $(VENV)/.run-deps-installed
 DEPS := $(VENV)/.deps-installed
 
 .PHONY: run test chaos install system-deps bench clean
 
-run: $(DEPS)
+run: $(RUN_DEPS)
 	$(PY) -m launcher
 
 test: $(DEPS) system-deps
@@ -38,11 +39,16 @@ $(PY):
 	  rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 
-# Reinstall only when the pinned requirements change.
-$(DEPS): requirements.txt requirements-dev.txt | $(PY)
+# Reinstall only when the pinned requirements change (run: the service's; test: plus the tests').
+$(RUN_DEPS): requirements.txt | $(PY)
 	@echo "installing pinned requirements into $(VENV) (first time takes a few minutes)"
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $(RUN_DEPS)
+
+$(DEPS): requirements.txt requirements-dev.txt | $(PY)
+	@echo "installing pinned requirements and test tools into $(VENV) (first time takes a few minutes)"
 	$(PY) -m pip install -q -r requirements-dev.txt
-	@touch $(DEPS)
+	@touch $(DEPS) $(RUN_DEPS)
 
 bench: $(DEPS)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

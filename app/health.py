@@ -1,13 +1,15 @@
 """Health of the service and its dependencies, for GET /health.
 
 `ok`: everything answers. `degraded`: the service accepts requests but a
-non-critical part is missing (broker unreachable, stream silent while
-subscriptions exist) — orders queue up and go out when it returns. 503: the
+non-critical part is missing (broker unreachable or refusing an account's
+session, stream silent while subscriptions exist) — orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
 """
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import func, select, text
@@ -18,6 +20,8 @@ from app.models import Order, Subscription
 from app.redis_client import get_redis
 
 QUEUES = ("orders", "batches", "webhooks", "maintenance")
+BROKER_CHECK_KEY = "health:broker:{account}"
+BROKER_CHECK_TTL_S = 30
 STREAM_HEARTBEAT_PATTERN = "stream:heartbeat:*"
 
 
@@ -40,8 +44,51 @@ def _redis():
 
 
 def _broker():
-    # Any HTTP answer means the broker is reachable; auth is checked per account elsewhere.
+    # Any HTTP answer means the broker is reachable; each account's session is checked below.
     requests.get(load_settings().kite_api_root + "/", timeout=2)
+    accounts = _broker_accounts()
+    down = sorted(a for a, check in accounts.items() if check["status"] != "ok")
+    if down:
+        raise RuntimeError(f"broker refuses accounts {down}: " + "; ".join(accounts[a]["error"] for a in down[:3]))
+    return {"accounts": accounts}
+
+
+def _account_check(creds) -> dict:
+    from app.broker import kite_client
+
+    started = time.perf_counter()
+    try:
+        kite_client(creds, timeout=2).profile()
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def _broker_accounts() -> dict[str, dict]:
+    """Each account's session at the broker (profile call), cached so health checks stay cheap
+    and within the broker's request limits."""
+    from sqlalchemy import select as sql_select
+
+    from app.accounts import credentials
+    from app.models import Account
+
+    redis = get_redis()
+    results, missing = {}, []
+    with new_session() as session:
+        for account in session.scalars(sql_select(Account).where(
+                Account.active.is_(True), Account.access_token_enc.is_not(None))):
+            cached = redis.get(BROKER_CHECK_KEY.format(account=account.id))
+            if cached:
+                results[account.id] = json.loads(cached)
+            else:
+                missing.append(credentials(account))
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+            for creds, check in zip(missing, pool.map(_account_check, missing)):
+                results[creds.account_id] = check
+                redis.set(BROKER_CHECK_KEY.format(account=creds.account_id), json.dumps(check),
+                          ex=BROKER_CHECK_TTL_S)
+    return results
 
 
 def _stream_heartbeats() -> list[str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from app.config import load_settings
 from app.redis_client import get_redis
 
-SECOND_WINDOW_S = 1.05  # 50 ms of slack per second (scheduling and network jitter) against Kite's windows
+SECOND_WINDOW_S = 1.025  # 25 ms of slack per second (scheduling and network jitter) against Kite's windows
 MINUTE_WINDOW_S = 60.5   # half a second of slack against a fixed minute window
 
 # KEYS[1]: calls log, KEYS[2]: placements log (sorted sets of send times).

@@ -34,3 +34,13 @@ def test_health_degraded_when_broker_unreachable(client, monkeypatch):
     body = client.get("/health").json
     assert body["checks"]["broker"]["status"] == "down"
     assert body["status"] == "degraded"
+
+
+def test_health_checks_each_accounts_broker_session(client, accounts, paper_broker):
+    from app.redis_client import get_redis
+
+    get_redis().delete(*[f"health:broker:{a}" for a in accounts])
+    body = client.get("/health").json
+    assert body["checks"]["broker"]["status"] == "ok", body
+    assert {"primary", "other"} <= set(body["checks"]["broker"]["accounts"])
+    assert body["checks"]["broker"]["accounts"]["primary"]["status"] == "ok"
