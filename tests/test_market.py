@@ -1,6 +1,6 @@
 """Option chain from the latest ticks; history, quotes and positions passed through to the broker."""
 import json
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from app.redis_client import get_redis
 

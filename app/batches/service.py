@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from app.batches.schemas import validate_legs
 from app.db import new_session
-from app.models import Account, Batch, Order, utcnow
+from app.models import Account, Batch, Order
 from app.order_view import iso
 from app.orders.service import new_order
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event

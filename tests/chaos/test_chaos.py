@@ -12,7 +12,6 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
