@@ -30,6 +30,7 @@ class SimConfig:
     other_per_second: int = 10
     rate_limits: bool = True
     frozen: bool = False
+    stamp_token: int | None = None     # benchmarks: this instrument's last_quantity = send time (epoch ms mod 2^32)
     faults: dict = field(default_factory=dict)
 
 
@@ -59,6 +60,9 @@ def parse_args(argv=None) -> SimConfig:
     p.add_argument("--other-per-second", type=int, default=10)
     p.add_argument("--no-rate-limits", action="store_true")
     p.add_argument("--frozen", action="store_true", help="start with the market standing still")
+    p.add_argument("--stamp-token", type=int, metavar="TOKEN",
+                   help="benchmarks only: in quote/full packets of this instrument, last_quantity carries the "
+                        "frame's send time in epoch milliseconds mod 2^32 (off by default)")
     defaults = FaultSettings()
     for name, default in vars(defaults).items():
         flag = "--" + name.replace("_", "-")
@@ -82,4 +86,5 @@ def parse_args(argv=None) -> SimConfig:
                      orders_per_second=a.orders_per_second, orders_per_minute=a.orders_per_minute,
                      orders_per_day=a.orders_per_day, quotes_per_second=a.quotes_per_second,
                      historical_per_second=a.historical_per_second, other_per_second=a.other_per_second,
-                     rate_limits=not a.no_rate_limits, frozen=a.frozen, faults=faults)
+                     rate_limits=not a.no_rate_limits, frozen=a.frozen, stamp_token=a.stamp_token,
+                     faults=faults)

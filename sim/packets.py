@@ -104,9 +104,18 @@ def packet_kinds(modes: np.ndarray, is_index: np.ndarray) -> np.ndarray:
     return (modes + np.where(is_index & (modes > LTP), 2, 0)).astype(np.int8)
 
 
-def build_frame(tables: dict[int, np.ndarray], instrument_indices: np.ndarray, kinds: np.ndarray) -> bytes:
-    """One binary frame holding a packet for each (instrument, kind) pair."""
+def build_frame(tables: dict[int, np.ndarray], instrument_indices: np.ndarray, kinds: np.ndarray,
+                stamp_index: int | None = None, stamp_value: int = 0) -> bytes:
+    """One binary frame holding a packet for each (instrument, kind) pair.
+
+    With `stamp_index`, quote/full packets of that instrument carry `stamp_value`
+    as last_quantity (the `--stamp-token` send-time marker for benchmarks).
+    """
     parts = [int(len(instrument_indices)).to_bytes(2, "big")]
     for kind in np.unique(kinds):
-        parts.append(tables[int(kind)][instrument_indices[kinds == kind]].tobytes())
+        chosen = instrument_indices[kinds == kind]
+        rows = tables[int(kind)][chosen]  # fancy indexing copies: the tables stay untouched
+        if stamp_index is not None and kind in (KIND_QUOTE, KIND_FULL):
+            rows["last_quantity"][chosen == stamp_index] = stamp_value
+        parts.append(rows.tobytes())
     return b"".join(parts)

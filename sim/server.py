@@ -40,6 +40,10 @@ class Simulator:
             enabled=config.rate_limits))
         self.broker = Broker(self.market, self.accounts, self.faults)
         self.ticker = TickerHub(self.market, self.accounts, self.faults, config.tick_rate)
+        if config.stamp_token is not None:
+            if config.stamp_token not in self.market.by_token:
+                raise SystemExit(f"--stamp-token {config.stamp_token}: no such instrument")
+            self.ticker.stamp_index = self.market.by_token[config.stamp_token].index
         self.postbacks = PostbackSender(config.postback_url)
         self.broker.listeners += [self.ticker.on_order_update, self.postbacks.on_order_update]
         self._market_task: asyncio.Task | None = None

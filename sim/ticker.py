@@ -159,7 +159,13 @@ class TickerConnection:
                 last_sent = now
 
     async def _send_ticks(self, indices: np.ndarray, kinds: np.ndarray) -> None:
-        await self.ws.send_bytes(packets.build_frame(self.hub.market.tables, indices, kinds))
+        hub = self.hub
+        if hub.stamp_index is None:
+            frame = packets.build_frame(hub.market.tables, indices, kinds)
+        else:  # --stamp-token: the marker's last_quantity is this frame's send time (epoch ms mod 2^32)
+            frame = packets.build_frame(hub.market.tables, indices, kinds, stamp_index=hub.stamp_index,
+                                        stamp_value=int(time.time() * 1000) % (1 << 32))
+        await self.ws.send_bytes(frame)
         self.ticks_sent += len(indices)
         self.hub.ticks_sent += len(indices)
         self.hub.frames_sent += 1
@@ -173,6 +179,7 @@ class TickerHub:
         self.accounts = accounts
         self.faults = faults
         self.tick_rate = tick_rate
+        self.stamp_index: int | None = None  # --stamp-token (benchmarks): instrument index of the marker
         self.connections: dict[str, set[TickerConnection]] = {}
         self.ticks_sent = 0
         self.frames_sent = 0

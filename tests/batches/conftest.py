@@ -1,23 +1,12 @@
 """Fixtures for batch tests: the real worker, paper broker (postbacks to the live server), PostgreSQL, Redis."""
 from __future__ import annotations
 
-import time
 
 import pytest
 from kiteconnect import KiteConnect
 
 from tests.conftest import BROKER_ACCOUNTS
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+from tests.support.polling import wait_for  # noqa: F401  (the batch tests import it from here)
 
 
 @pytest.fixture(scope="session")

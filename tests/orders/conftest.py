@@ -1,23 +1,11 @@
 """Fixtures for order execution tests: the real worker, paper broker, PostgreSQL and Redis."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from tests.conftest import BROKER_ACCOUNTS
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+from tests.support.polling import wait_for  # noqa: F401  (the order tests import it from here)
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,9 @@ import time
 import websocket
 
 from tests.streaming.conftest import ChannelListener, StreamProcess
+from tests.support.polling import wait_for
 
 WINDOW_S = 0.1
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_enriched_batches_reach_redis(stream, test_env, nifty_book, paper_broker):
@@ -145,7 +136,7 @@ def test_order_updates_from_the_ticker_reach_the_order_record(stream, paper_brok
             with session_scope() as session:
                 return session.get(Order, order_id).status == "COMPLETE"
 
-        wait_for(complete, 15, "the order to complete from the ticker's order message")
+        wait_for(complete, 15, what="the order to complete from the ticker's order message")
         with session_scope() as session:
             sources = [e.detail.get("source") for e in session.query(OrderEvent).filter_by(order_id=order_id)
                        if e.detail]
@@ -155,15 +146,24 @@ def test_order_updates_from_the_ticker_reach_the_order_record(stream, paper_brok
 
 
 def test_killed_stream_hands_its_account_over(stream, test_env, accounts):
+    import redis
+
+    client = redis.Redis.from_url(test_env.redis_url)
+
+    def holders() -> dict[str, str]:
+        return {a: (client.get(f"stream:lease:{a}") or b"").decode() for a in accounts}
+
     second = StreamProcess().start()
     try:
-        # Fair share: with two processes and two accounts, each ends up with one.
-        wait_for(lambda: (a := stream.heartbeat()) and (b := second.heartbeat())
-                 and len(a["accounts"]) == 1 and len(b["accounts"]) == 1, 30, "the accounts to be shared")
+        # Fair share: with two processes and two accounts, each ends up holding one.
+        wait_for(lambda: sorted(holders().values()) == sorted([stream.holder, second.holder]), 30,
+                 what="the accounts to be shared")
         second.kill()
         killed_at = time.monotonic()
-        wait_for(lambda: len((stream.heartbeat() or {}).get("accounts", [])) == 2, 20,
-                 "the survivor to take the killed process's account")
-        assert time.monotonic() - killed_at < 15 + 5  # lease TTL 10 s + renew 3 s, heartbeat every 5 s
+        wait_for(lambda: set(holders().values()) == {stream.holder}, 20, interval=0.2,
+                 what="the survivor to take the killed process's account")
+        assert time.monotonic() - killed_at <= 15
+        wait_for(lambda: len((stream.heartbeat() or {}).get("accounts", [])) == 2, 10,
+                 what="the survivor to stream both accounts")
     finally:
         second.stop()
