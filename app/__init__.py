@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         SOCK_SERVER_OPTIONS={"ping_interval": 20},
+        API_SPEC_OPTIONS={"security": [{"ApiKeyAuth": []}]},  # open endpoints say security: []
     )
     app.config.update(overrides)
     app.extensions["api_keys"] = parse_api_keys(settings.api_keys)
@@ -59,10 +60,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         g.started = time.perf_counter()
         g.correlation_id = request.headers.get("X-Correlation-ID") or uuid.uuid4().hex
         correlation_id.set(g.correlation_id)
-        if "\x00" in request.full_path:  # no database or parser downstream accepts NUL
-            raise ApiError(400, "NUL characters are not allowed in the URL")
         if request.endpoint not in PUBLIC_ENDPOINTS and request.endpoint is not None:
-            authenticate()
+            authenticate()  # first: a caller without a valid key learns nothing else
+        if _has_nul():  # no database or parser downstream accepts NUL
+            raise ApiError(400, "NUL characters are not allowed in a request")
 
     @app.after_request
     def _finish_request(response):
@@ -75,6 +76,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         return response
 
     return app
+
+
+def _has_nul() -> bool:
+    """A NUL anywhere in the path, the query or the body (raw, or escaped in JSON)."""
+    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+        return True
+    body = request.get_data(cache=True) if request.content_length else b""
+    return b"\x00" in body or b"\\u0000" in body
 
 
 def _register_routes(app: Flask, api) -> None:

@@ -46,6 +46,7 @@ class SessionSchema(Schema):
 @blp.route("/accounts", methods=["POST"])
 @blp.arguments(AccountCreateSchema)
 @blp.response(201, AccountSchema)
+@blp.alt_response(409, response="CONFLICT")
 def create_account(body):
     """Register a Kite account (admin key). Secrets are stored encrypted and never returned."""
     require_admin()
@@ -70,6 +71,7 @@ def list_accounts():
 
 @blp.route("/accounts/<account_id>", methods=["GET"])
 @blp.response(200, AccountSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 def get_account(account_id):
     require_account(account_id)
     with session_scope() as session:
@@ -82,6 +84,8 @@ def get_account(account_id):
 @blp.route("/accounts/<account_id>/session", methods=["POST"])
 @blp.arguments(SessionRequestSchema)
 @blp.response(200, SessionSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def create_session(body, account_id):
     """Exchange a Kite `request_token` for an access token (admin key), with the official client."""
     require_admin()

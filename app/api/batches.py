@@ -3,16 +3,33 @@ import logging
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 
 from app.auth import authenticate, require_account
 from app.batches import service
 from app.batches.schemas import AdvancedBatchRequestSchema, BatchRequestSchema
 from app.errors import ApiError
+from app.orders.schemas import nul_fields
 from app.orders.service import mark_enqueue_failed
 
 log = logging.getLogger(__name__)
 blp = Blueprint("batches", __name__, description="Multi-leg batch orders")
+
+IDEMPOTENCY_KEY_MAX = 128  # the column's length
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+    "description": "the same key gives back the first batch; with another body it is a 409",
+}
+
+
+def _idempotency_key() -> str | None:
+    """The header as sent; 422 when blank or longer than the database keeps (not a 500)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and (not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX):
+        raise ApiError(422, f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters",
+                       details={"Idempotency-Key": [f"1-{IDEMPOTENCY_KEY_MAX} characters"]})
+    return key
 
 
 class LegSchema(Schema):
@@ -57,12 +74,18 @@ class BatchSchema(Schema):
 
 
 def _submit(account_id: str, body: dict):
+    # The legs are checked by the service (validate_legs); a NUL character, which the database
+    # cannot store (e.g. in a leg's `tag`), is refused here first, naming the field.
+    problems = nul_fields(request.get_json(silent=True))
+    if problems:
+        raise ValidationError(problems)
     require_account(account_id)
+    idempotency_key = _idempotency_key()
     from workers.tasks.batches import launch
 
     try:
         batch, created = service.create_batch(account_id, body["legs"], body["rollback_on_failure"],
-                                              body["execution"], request.headers.get("Idempotency-Key"))
+                                              body["execution"], idempotency_key)
     except service.BatchNotFound as exc:
         raise ApiError(404, str(exc))
     except service.BatchConflict as exc:
@@ -82,7 +105,11 @@ def _submit(account_id: str, body: dict):
 @blp.route("/accounts/<account_id>/batch-orders", methods=["POST"])
 @blp.arguments(BatchRequestSchema)
 @blp.response(202, BatchSchema)
-@blp.alt_response(200, schema=BatchSchema, description="the batch settled within `wait` seconds")
+@blp.alt_response(200, schema=BatchSchema, success=True, description="the batch settled within `wait` seconds")
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 def create_for_account(body, account_id):
     """Place 1–10 legs as one batch; `wait` seconds (default 10) for the result, else 202 while it runs."""
     return _submit(account_id, body)
@@ -91,7 +118,11 @@ def create_for_account(body, account_id):
 @blp.route("/advanced/batch-orders", methods=["POST"])
 @blp.arguments(AdvancedBatchRequestSchema)
 @blp.response(202, BatchSchema)
-@blp.alt_response(200, schema=BatchSchema, description="the batch settled within `wait` seconds")
+@blp.alt_response(200, schema=BatchSchema, success=True, description="the batch settled within `wait` seconds")
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@blp.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])
 def create_advanced(body):
     """The ticker-service v2 path: the account travels in the body (legs also accepted as `orders`)."""
     return _submit(body["account_id"], body)
@@ -99,6 +130,7 @@ def create_advanced(body):
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
 @blp.response(200, BatchSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 def get_batch(batch_id):
     """A batch, its legs and every rollback action."""
     principal = authenticate()

@@ -52,6 +52,7 @@ def list_instruments(query):
 
 @blp.route("/instruments/<int:instrument_token>", methods=["GET"])
 @blp.response(200, InstrumentSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 def get_instrument(instrument_token):
     authenticate()
     info = registry().by_token(instrument_token)

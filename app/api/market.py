@@ -15,6 +15,7 @@ from app.broker import kite_client
 from app.db import session_scope
 from app.errors import ApiError
 from app.instruments import option_underlyings, registry
+from app.orders.schemas import NUL_FREE
 from app.redis_client import get_redis
 
 blp = Blueprint("market", __name__, description="Option chain and market data")
@@ -33,17 +34,17 @@ class HistoryQuerySchema(Schema):
     to_ts = fields.DateTime(required=True)
     interval = fields.String(load_default="minute", validate=validate.OneOf(INTERVALS))
     oi = fields.Boolean(load_default=False)
-    account_id = fields.String(validate=validate.Length(min=1, max=64))
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
 
 
 class QuoteQuerySchema(Schema):
     i = fields.List(fields.String(validate=validate.Regexp(r"^[A-Z]{2,6}:\S[^\r\n]{0,63}$")), required=True,
                     validate=validate.Length(min=1, max=500))
-    account_id = fields.String(validate=validate.Length(min=1, max=64))
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
 
 
 class PositionsQuerySchema(Schema):
-    account_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    account_id = fields.String(required=True, validate=[validate.Length(min=1, max=64), NUL_FREE])
 
 
 def _jsonable(value):
@@ -141,6 +142,7 @@ def underlyings():
 @blp.route("/option-chain", methods=["GET"])
 @blp.arguments(ChainQuerySchema, location="query")
 @blp.response(200, ChainSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 def chain(query):
     """The live chain: per strike CE/PE LTP, change, OI, volume, IV and Greeks from the latest ticks.
 

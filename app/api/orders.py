@@ -21,7 +21,8 @@ from app.db import session_scope
 from app.errors import ApiError
 from app.order_view import order_view
 from app.orders import service
-from app.orders.schemas import ModifyRequestSchema, OrderListSchema, OrderRequestSchema, OrderSchema
+from app.orders.schemas import (NUL_FREE, ModifyRequestSchema, OrderListSchema, OrderRequestSchema, OrderSchema,
+                                nul_fields)
 from app.orders.states import ALLOWED
 
 blp = Blueprint("orders", __name__, description="Orders: placement, status, modify, cancel, dead-letter")
@@ -42,7 +43,7 @@ LOCATION_HEADER = {"Location": {"description": "/orders/{id} of the order", "sch
 class PlaceOrderRequestSchema(OrderRequestSchema):
     """`POST /orders/place` (the ticker-service v2 path): an order with its `account_id`."""
 
-    account_id = fields.String(required=True, validate=validate.Length(min=1))
+    account_id = fields.String(required=True, validate=[validate.Length(min=1), NUL_FREE])
 
 
 class OrderListQuerySchema(Schema):
@@ -58,7 +59,7 @@ class DeadLetterQuerySchema(OrderListQuerySchema):
     class Meta:
         exclude = ("status",)  # always DEAD_LETTER
 
-    account_id = fields.String(validate=validate.Length(min=1, max=64),
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE],
                                metadata={"description": "only this account (default: every account of the key)"})
 
 
@@ -104,10 +105,13 @@ def _json_body() -> dict:
 
 
 def _json_object_body(view):
-    """Before the request schema: a body that is not JSON is a 400, one that is not an object a 422."""
+    """Before the request schema: a body that is not JSON is a 400, one that is not an object a 422,
+    one with a NUL character in a string (which the database cannot store) a 422 naming the field."""
     @functools.wraps(view)
     def inner(*args, **kwargs):
-        _json_body()
+        problems = nul_fields(_json_body())
+        if problems:
+            raise ValidationError(problems)
         return view(*args, **kwargs)
     return inner
 
@@ -211,7 +215,8 @@ def _parse_list_query(args) -> dict:
             since = datetime.fromisoformat(args["since"].strip().upper().replace("Z", "+00:00"))
             if since.tzinfo is None:
                 since = since.replace(tzinfo=timezone.utc)
-        except ValueError:
+            since = since.astimezone(timezone.utc)  # as stored; 0001-01-01T00:00+01:00 is out of range
+        except (ValueError, OverflowError):
             errors["since"] = ["an ISO-8601 date-time, e.g. 2025-10-31T09:15:00Z"]
     limit = 100
     if args.get("limit"):

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from app.errors import ApiError
+from app.orders.schemas import nul_fields
 from app.orders.sync import PostbackRejected, apply_postback
 
 blp = Blueprint("postback", __name__, description="Broker order postbacks")
@@ -52,6 +53,9 @@ def kite_postback():
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "postback body must be a JSON object")
+    problems = nul_fields(body)
+    if problems:  # no broker sends one, and the database cannot store it
+        raise ApiError(400, "postback rejected: NUL characters are not allowed", details=problems)
     try:
         order = apply_postback(body)
     except PostbackRejected as exc:

@@ -7,6 +7,7 @@ from app.auth import authenticate, require_account
 from app.db import session_scope
 from app.errors import ApiError
 from app.order_view import iso
+from app.orders.schemas import NUL_FREE
 
 blp = Blueprint("subscriptions", __name__, description="Market-data subscriptions")
 
@@ -16,14 +17,14 @@ MODE = validate.OneOf(subs.MODES + tuple(m.lower() for m in subs.MODES))
 class SubscriptionRequestSchema(Schema):
     instrument_token = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**40))
     requested_mode = fields.String(load_default="QUOTE", validate=MODE)
-    account_id = fields.String(validate=validate.Length(min=1, max=64))
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
 
 
 class BulkSubscriptionSchema(Schema):
     instrument_tokens = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=2**40)),
                                     required=True, validate=validate.Length(min=1, max=9000))
     requested_mode = fields.String(load_default="QUOTE", validate=MODE)
-    account_id = fields.String(validate=validate.Length(min=1, max=64))
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
 
 
 class SubscriptionSchema(Schema):
@@ -71,7 +72,8 @@ def _apply(tokens, mode, account_id):
 @blp.route("/subscriptions", methods=["POST"])
 @blp.arguments(SubscriptionRequestSchema)
 @blp.response(201, SubscriptionSchema)
-@blp.alt_response(200, schema=SubscriptionSchema, description="already subscribed (mode updated)")
+@blp.alt_response(200, schema=SubscriptionSchema, success=True, description="already subscribed (mode updated)")
+@blp.alt_response(409, response="CONFLICT")
 def subscribe(body):
     """Subscribe an instrument (LTP, QUOTE or FULL); 409 beyond what the accounts can carry."""
     change = _apply([body["instrument_token"]], body["requested_mode"], body.get("account_id"))
@@ -83,6 +85,7 @@ def subscribe(body):
 @blp.route("/subscriptions/bulk", methods=["POST"])
 @blp.arguments(BulkSubscriptionSchema)
 @blp.response(200, BulkResultSchema)
+@blp.alt_response(409, response="CONFLICT")
 def subscribe_many(body):
     """Subscribe many instruments at once (all or nothing)."""
     change = _apply(body["instrument_tokens"], body["requested_mode"], body.get("account_id"))
@@ -99,6 +102,7 @@ def list_subscriptions():
 
 @blp.route("/subscriptions/<int:instrument_token>", methods=["DELETE"])
 @blp.response(204)
+@blp.alt_response(404, response="NOT_FOUND")
 def unsubscribe(instrument_token):
     authenticate()
     with session_scope() as session:

@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from app.auth import authenticate, require_account
 from app.db import session_scope
 from app.errors import ApiError
+from app.orders.schemas import NUL_FREE
 from app.webhooks import delivery as delivery_service
 from app.webhooks import registry
 
@@ -21,7 +22,7 @@ ACCOUNT_ID = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="letters, digits, 
 
 
 class WebhookCreateSchema(Schema):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    url = fields.String(required=True, validate=[validate.Length(min=1, max=2048), NUL_FREE])
     account_id = fields.String(required=True, validate=ACCOUNT_ID)
     events = fields.List(fields.String(validate=validate.OneOf(registry.EVENTS)), required=True,
                          validate=validate.Length(min=1, max=len(registry.EVENTS)))
@@ -109,6 +110,7 @@ def list_webhooks():
 
 @blp.route("/advanced/webhooks/<webhook_id>", methods=["DELETE"])
 @blp.response(204)
+@blp.alt_response(404, response="NOT_FOUND")
 def delete_webhook(webhook_id):
     """Stop a webhook. Its delivery log stays readable."""
     with session_scope() as session:
@@ -123,6 +125,7 @@ def delete_webhook(webhook_id):
 @blp.route("/advanced/webhooks/<webhook_id>/deliveries", methods=["GET"])
 @blp.arguments(DeliveryQuerySchema, location="query")
 @blp.response(200, DeliveryListSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 def list_deliveries(query, webhook_id):
     """The newest deliveries of a webhook, each with its attempts and the attempt log."""
     with session_scope() as session:
@@ -133,6 +136,8 @@ def list_deliveries(query, webhook_id):
 
 @blp.route("/advanced/webhooks/deliveries/<delivery_id>/redeliver", methods=["POST"])
 @blp.response(202, DeliverySchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def redeliver(delivery_id):
     """Deliver again (a new round of attempts), e.g. a FAILED delivery after the receiver is fixed."""
     with session_scope() as session:

@@ -142,7 +142,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor.encode()).decode()
         at, order_id = raw.split("|", 1)
-        return datetime.fromisoformat(at), order_id
+        if not order_id.isalnum():  # our ids are hex; anything else (NUL included) is forged
+            raise ValueError("bad order id")
+        return datetime.fromisoformat(at).astimezone(timezone.utc), order_id
     except Exception:
         raise OrderError("cursor is not valid", {"cursor": ["not a cursor from a previous page"]})
 
