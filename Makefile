@@ -12,7 +12,7 @@ run: $(RUN_DEPS)
 	$(PY) -m launcher
 
 test: $(DEPS) system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@url=$$(bash scripts/test-services.sh) && DATABASE_URL="$$url" $(PY) -m pytest $(PYTEST_ARGS)
 
 # The full chaos run (CI runs a reduced one as part of make test).
 chaos: $(DEPS)

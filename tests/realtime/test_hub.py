@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 
 import pytest
+
+from tests.support.redis_server import PrivateRedis
 import redis
 
 from app.realtime.clients import OrderClient, Outbox
@@ -14,43 +13,9 @@ from app.realtime.hub import RealtimeHub
 from tests.realtime.conftest import wait_until
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test, stopped and restarted on the same port."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port, self.dir, self.proc = free_port(), tmp_path, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "PrivateRedis":
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
-        wait_until(lambda: self._pings(), timeout=10)
-        return self
-
-    def _pings(self) -> bool:
-        try:
-            return redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 @pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path).start()
+def private_redis():
+    server = PrivateRedis().start()
     yield server
     server.stop()
 

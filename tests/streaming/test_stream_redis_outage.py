@@ -10,10 +10,10 @@ import time
 from tests.streaming.conftest import ChannelListener, StreamProcess
 
 
-def test_stream_survives_a_redis_outage(broker_env, accounts, instruments, subscribed, tmp_path):
-    from tests.stream.conftest import PrivateRedis
+def test_stream_survives_a_redis_outage(broker_env, accounts, instruments, subscribed):
+    from tests.support.redis_server import PrivateRedis
 
-    private = PrivateRedis(tmp_path)
+    private = PrivateRedis()
     private.start()
     process = StreamProcess(env={"REDIS_URL": private.url}).start()
     try:

