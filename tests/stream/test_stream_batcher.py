@@ -104,12 +104,31 @@ def test_max_size_flushes_before_the_window_closes(redis_url):
                           clock=lambda: now[0])
     rng = random.Random(1)
     big = frames.decode_frame(frame([random_packet(rng, "quote", NSE) for _ in range(600)]))
+    more = frames.decode_frame(frame([random_packet(rng, "quote", NSE) for _ in range(600)]))
+    assert len(set(big["instrument_token"].tolist()) | set(more["instrument_token"].tolist())) == 1200
     assert batcher.add(big) is None
-    report = batcher.add(big)  # 1,200 pending >= 1,000: flush now, no clock change
-    assert report is not None and report.ticks == 600  # same 600 tokens twice: latest kept
-    assert report.channels == {"ticker:other:underlying": 600}
+    # The cap counts distinct instruments: the same 600 tokens again are 1,200
+    # pending ticks but only 600 instruments, so no flush yet.
+    assert batcher.add(big) is None and batcher.pending == 1200 and batcher.pending_instruments == 600
+    report = batcher.add(more)  # 1,200 instruments pending >= 1,000: flush now, no clock change
+    assert report is not None and report.ticks == 1200  # big's 600 tokens twice: latest kept
+    assert report.channels == {"ticker:other:underlying": 1200}
     assert len(listener.drain(expect=1)) == 1
-    assert batcher.pending == 0
+    assert batcher.pending == 0 and batcher.pending_instruments == 0
+
+
+def test_max_size_counts_distinct_instruments_not_ticks(redis_url):
+    """A few busy instruments ticking many times in a window do not force early
+    flushes: JSON work is capped at instruments x flushes, not the tick rate."""
+    now = [0.0]
+    batcher = TickBatcher(RedisPublisher.from_url(redis_url), book(), window_ms=100, max_size=3,
+                          clock=lambda: now[0])
+    for i in range(500):  # 1,000 ticks of 2 instruments
+        assert batcher.add(rows_of(ltp_packet(CALL, 100_00 + i), ltp_packet(PUT, 90_00 + i))) is None
+    assert batcher.pending == 1000 and batcher.pending_instruments == 2
+    report = batcher.add(rows_of(ltp_packet(NIFTY_INDEX, 19500_00)))  # the third instrument
+    assert report is not None and report.ticks == 3
+    assert batcher.pending == 0 and batcher.seconds_until_due() is None
 
 
 def test_pump_thread_publishes_at_most_once_per_channel_per_flush(redis_url):

@@ -11,9 +11,14 @@ packet ``>H`` length and the packet; every field is a big-endian unsigned
 are dropped silently, as KiteTicker does. A frame of 1 byte is a heartbeat.
 
 Rows come out in packet order, so the last row of a token is its newest.
+
+Back out: ``to_kite_ticks`` (KiteTicker's dicts), ``to_json_ticks`` (dicts with
+UTC ISO timestamps) and ``to_json_texts`` (the same as compact JSON text, built
+from the columns without dicts: the publishing hot path).
 """
 from __future__ import annotations
 
+import json
 import struct
 from datetime import datetime, timezone
 
@@ -212,7 +217,8 @@ def to_kite_ticks(rows: np.ndarray) -> list[dict]:
     """The tick dicts ``KiteTicker._parse_binary`` would have produced.
 
     Timestamps are naive local datetimes, exactly as KiteTicker makes them
-    (``datetime.fromtimestamp``); use ``to_json_ticks`` for publishing.
+    (``datetime.fromtimestamp``); use ``to_json_ticks`` (dicts) or
+    ``to_json_texts`` (JSON text, what the batcher publishes) for publishing.
     """
     return _to_dicts(rows, _local_datetime)
 
@@ -280,3 +286,109 @@ def _to_dicts(rows: np.ndarray, stamp) -> list[dict]:
                 }
         ticks.append(tick)
     return ticks
+
+
+# ---------------------------------------------------------------------------
+# Rows straight to JSON text (the publishing hot path)
+#
+# ``json.dumps(to_json_ticks(rows)[i], separators=(",", ":"))`` without the
+# dicts: one ``%`` template per packet length, filled from whole columns
+# (``tolist`` once per column, ``zip`` builds each row's tuple in C). Floats
+# go through ``%r``, which is ``float.__repr__`` exactly as ``json.dumps``
+# writes them, ints through ``%d``, and the two timestamps of a FULL packet
+# come from a cache of second-resolution ISO strings, so the text is
+# byte-for-byte what ``json.dumps`` of the dict gives (tested).
+
+_Q = '"quantity":%d,"price":%r,"orders":%d'
+_DEPTH = ('"depth":{"buy":[' + ",".join("{" + _Q + "}" for _ in range(DEPTH_LEVELS)) + '],"sell":['
+          + ",".join("{" + _Q + "}" for _ in range(DEPTH_LEVELS)) + "]}")
+_HEAD = '{"tradable":%s,"mode":"MODE","instrument_token":%d,"last_price":%r'
+_QUOTE = ('"last_traded_quantity":%d,"average_traded_price":%r,"volume_traded":%d,"total_buy_quantity":%d,'
+          '"total_sell_quantity":%d,"ohlc":{"open":%r,"high":%r,"low":%r,"close":%r},"change":%r')
+# packet length -> (template, columns in template order; "*stamp" = ISO timestamp, "*depth" = 30 depth columns)
+_TEMPLATES: dict[int, tuple[str, tuple[str, ...]]] = {
+    8: (_HEAD.replace("MODE", "ltp"), ("tradable", "instrument_token", "last_price")),
+    28: (_HEAD.replace("MODE", "quote") + ',"ohlc":{"high":%r,"low":%r,"open":%r,"close":%r},"change":%r',
+         ("tradable", "instrument_token", "last_price", "high", "low", "open", "close", "change")),
+    32: (_HEAD.replace("MODE", "full") + ',"ohlc":{"high":%r,"low":%r,"open":%r,"close":%r},"change":%r'
+         ',"exchange_timestamp":%s',
+         ("tradable", "instrument_token", "last_price", "high", "low", "open", "close", "change",
+          "*exchange_timestamp")),
+    44: (_HEAD.replace("MODE", "quote") + "," + _QUOTE,
+         ("tradable", "instrument_token", "last_price", "last_traded_quantity", "average_traded_price",
+          "volume_traded", "total_buy_quantity", "total_sell_quantity", "open", "high", "low", "close", "change")),
+    184: (_HEAD.replace("MODE", "full") + "," + _QUOTE + ',"last_trade_time":%s,"oi":%d,"oi_day_high":%d,'
+          '"oi_day_low":%d,"exchange_timestamp":%s,' + _DEPTH,
+          ("tradable", "instrument_token", "last_price", "last_traded_quantity", "average_traded_price",
+           "volume_traded", "total_buy_quantity", "total_sell_quantity", "open", "high", "low", "close", "change",
+           "*last_trade_time", "oi", "oi_day_high", "oi_day_low", "*exchange_timestamp", "*depth")),
+}
+_FLOAT_FIELDS = tuple(name for name in TICK_DTYPE.names if TICK_DTYPE[name].base.kind == "f")
+_BOOL_TEXT = np.array(["false", "true"], dtype=object)
+_STAMP_CACHE: dict[int, str] = {}  # epoch second -> '"...Z"' (JSON, quotes included) or 'null'
+_STAMP_CACHE_MAX = 100_000
+
+
+def _stamp_text(epoch: int) -> str:
+    text = _STAMP_CACHE.get(epoch)
+    if text is None:
+        iso = _iso_utc(epoch)
+        text = "null" if iso is None else f'"{iso}"'
+        if len(_STAMP_CACHE) >= _STAMP_CACHE_MAX:
+            _STAMP_CACHE.clear()
+        _STAMP_CACHE[epoch] = text
+    return text
+
+
+def _stamp_column(epochs: np.ndarray) -> list[str]:
+    """JSON text of each timestamp; a batch has few distinct seconds, so format those only."""
+    first = epochs[0]
+    if (epochs == first).all():
+        return [_stamp_text(int(first))] * len(epochs)
+    distinct, inverse = np.unique(epochs, return_inverse=True)
+    texts = np.array([_stamp_text(e) for e in distinct.tolist()], dtype=object)
+    return texts[inverse].tolist()
+
+
+def to_json_texts(rows: np.ndarray, close: bool = True) -> list[str]:
+    """Each row as compact JSON text, equal to ``json.dumps(tick, separators=(",", ":"))``
+    of ``to_json_ticks(rows)``. With ``close=False`` the final ``}`` is left off,
+    so the caller can append more keys (``,"key":value``) and close it itself."""
+    n = len(rows)
+    if n == 0:
+        return []
+    lengths = rows["packet_length"]
+    first = lengths[0]
+    if (lengths == first).all():
+        return _texts_of_group(rows, int(first), close)
+    out: list[str] = [""] * n
+    for length in np.unique(lengths).tolist():
+        where = np.flatnonzero(lengths == length)
+        for i, text in zip(where.tolist(), _texts_of_group(rows[where], length, close)):
+            out[i] = text
+    return out
+
+
+def _texts_of_group(rows: np.ndarray, length: int, close: bool) -> list[str]:
+    spec = _TEMPLATES.get(length)
+    if spec is None or not all(np.isfinite(rows[name]).all() for name in _FLOAT_FIELDS):
+        # Unknown layout or NaN/inf (never from decode_frame): let json.dumps decide.
+        texts = [json.dumps(t, separators=(",", ":")) for t in to_json_ticks(rows)]
+        return texts if close else [t[:-1] for t in texts]
+    template, names = spec
+    if close:
+        template += "}"
+    columns: list[list] = []
+    for name in names:
+        if name == "tradable":
+            columns.append(_BOOL_TEXT[rows["tradable"].view(np.uint8)].tolist())
+        elif name == "*depth":
+            for side in ("bid", "ask"):
+                q, p, o = rows[f"{side}_quantity"], rows[f"{side}_price"], rows[f"{side}_orders"]
+                for level in range(DEPTH_LEVELS):
+                    columns += (q[:, level].tolist(), p[:, level].tolist(), o[:, level].tolist())
+        elif name[0] == "*":
+            columns.append(_stamp_column(rows[name[1:]]))
+        else:
+            columns.append(rows[name].tolist())
+    return [template % values for values in zip(*columns)]
