@@ -1,7 +1,10 @@
-"""HTTP postbacks: each order update POSTed as JSON to the postback URL, in order.
+"""HTTP postbacks: each order update POSTed as JSON to the postback URL.
 
-Deliveries go through one queue so a receiver sees updates in the order they
-happened; a failed delivery is counted and not retried (as with Kite).
+Updates of one order arrive in the order they happened: deliveries go through
+LANES queues, an order always on the same one. Different orders are delivered
+concurrently, as a real broker does, so a slow answer for one order does not hold
+back the verdict on another (a batch's legs). A failed delivery is counted and not
+retried (as with Kite).
 """
 from __future__ import annotations
 
@@ -16,32 +19,36 @@ from .accounts import Account
 log = logging.getLogger("sim.postback")
 
 
+LANES = 8
+
+
 class PostbackSender:
     def __init__(self, url: str | None):
         self.url = url
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queues: list[asyncio.Queue] = [asyncio.Queue() for _ in range(LANES)]
         self.sent = 0
         self.failed = 0
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
 
     def on_order_update(self, account: Account, data: dict) -> None:
         if self.url:
-            self.queue.put_nowait(data)
+            lane = hash(str(data.get("order_id"))) % LANES  # one order, one lane: its updates stay in order
+            self.queues[lane].put_nowait(data)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run(queue)) for queue in self.queues]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self._session:
             await self._session.close()
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue) -> None:
         while True:
-            data = await self.queue.get()
+            data = await queue.get()
             try:
                 async with self._session.post(self.url, data=json.dumps(data),
                                               headers={"Content-Type": "application/json"}) as resp:
@@ -54,4 +61,5 @@ class PostbackSender:
                 log.warning("postback to %s failed: %s", self.url, exc)
 
     def state(self) -> dict:
-        return {"url": self.url, "sent": self.sent, "failed": self.failed, "queued": self.queue.qsize()}
+        return {"url": self.url, "sent": self.sent, "failed": self.failed,
+                "queued": sum(queue.qsize() for queue in self.queues)}

@@ -59,7 +59,7 @@ def await_verdict(order_id: str, timeout_s: float = VERDICT_WAIT_S) -> None:
         if time.monotonic() >= deadline:
             break
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.5, 0.01)  # the verdict usually lands within a few ms of the ack
     state = _broker_view(broker_client(account_id), broker_order_id)
     apply_broker_update(account_id, state, source="batch_verdict")
 
