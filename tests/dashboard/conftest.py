@@ -6,66 +6,20 @@ the paper broker and `python -m workers.stream`.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.support.processes import PROJECT_ROOT
+from tests.support.processes import StreamProcess
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-class StreamProcess:
-    """`python -m workers.stream` in a subprocess, with the test environment."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="stream-", suffix=".log")[1])
-
-    def start(self, redis_url: str, timeout: float = 40.0) -> "StreamProcess":
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.stream"], cwd=PROJECT_ROOT,
-                                        env=dict(os.environ), stdout=self._log, stderr=subprocess.STDOUT)
-        client = redis.Redis.from_url(redis_url)
-        deadline = time.monotonic() + timeout
-        try:
-            # Live once it has registered itself (heartbeat / member of the pool).
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"stream exited early (code {self.process.returncode}):\n{self.log()}")
-                if client.zcard("stream:members") or next(client.scan_iter("stream:heartbeat:*", count=100), None):
-                    return self
-                time.sleep(0.2)
-        finally:
-            client.close()
-        raise TimeoutError(f"stream not live within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if getattr(self, "_log", None):
-            self._log.close()
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after this module: later tests run streams of their own
 def stream(test_env, broker_env, accounts, instruments):
-    process = StreamProcess().start(test_env.redis_url)
+    process = StreamProcess().start(wait_live_s=40)
     yield process
     process.stop()
 

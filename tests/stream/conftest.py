@@ -1,33 +1,23 @@
-"""Fixtures for the stream engine tests: another DB of the session's Redis,
-and a private Redis server that a test may stop and restart."""
+"""Fixtures for the stream engine tests: a Redis server of each test's own.
+
+Pub/sub channels are server-wide (not per DB), so a stream process elsewhere on a
+shared server would publish into these tests' `ticker:*` subscriptions.
+"""
 from __future__ import annotations
 
-import os
-import random
-
 import pytest
-import redis
 
 from tests.support.redis_server import PrivateRedis
 
 
 @pytest.fixture
-def redis_url():
-    """Another DB of the session's Redis server, flushed before and after."""
-    # Not the session's own DB (tests/support/environment.py picks that one).
-    server, session_db = os.environ["REDIS_URL"].rsplit("/", 1)
-    db = random.choice([n for n in range(1, 16) if str(n) != session_db])
-    url = f"{server}/{db}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+def private_redis():
+    """A private server that the test may stop and restart on the same port."""
+    server = PrivateRedis().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def redis_url(private_redis):
+    return private_redis.url

@@ -2,61 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class StreamProcess:
-    def __init__(self, env: dict | None = None) -> None:
-        self.env = {**os.environ, "STREAM_METRICS_PORT": "0", "LOG_LEVEL": "INFO", **(env or {})}
-        self.log_path = Path(tempfile.mkstemp(prefix="stream-", suffix=".log")[1])
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "StreamProcess":
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.stream"], cwd=PROJECT_ROOT, env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def holder(self) -> str:
-        return f"{os.uname().nodename}:{self.process.pid}"
-
-    def heartbeat(self, redis_url: str | None = None) -> dict | None:
-        client = redis.Redis.from_url(redis_url or self.env["REDIS_URL"])
-        raw = client.get(f"stream:heartbeat:{self.holder}")
-        return json.loads(raw) if raw else None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
+from tests.support.processes import StreamProcess  # noqa: F401  (tests import it from here)
 
 class ChannelListener:
     """Collects messages of Redis channels (pattern) with their arrival time."""

@@ -95,3 +95,64 @@ class LiveServer:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class StreamProcess:
+    """`python -m workers.stream` in a subprocess, with the test environment (plus `env`)."""
+
+    def __init__(self, env: dict | None = None) -> None:
+        self.env = {**os.environ, "STREAM_METRICS_PORT": "0", "LOG_LEVEL": "INFO", **(env or {})}
+        self.log_path = Path(tempfile.mkstemp(prefix="stream-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+
+    def start(self, wait_live_s: float | None = None) -> "StreamProcess":
+        """Start; with `wait_live_s`, return once its first heartbeat is in Redis."""
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "workers.stream"], cwd=PROJECT_ROOT, env=self.env,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        if wait_live_s:
+            deadline = time.monotonic() + wait_live_s
+            while self.heartbeat() is None:
+                if not self.alive():
+                    raise RuntimeError(f"stream exited early (code {self.process.returncode}):\n{self.log()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"stream not live within {wait_live_s}s:\n{self.log()}")
+                time.sleep(0.2)
+        return self
+
+    @property
+    def holder(self) -> str:
+        return f"{os.uname().nodename}:{self.process.pid}"
+
+    def heartbeat(self) -> dict | None:
+        import json
+
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            raw = client.get(f"stream:heartbeat:{self.holder}")
+        finally:
+            client.close()
+        return json.loads(raw) if raw else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
