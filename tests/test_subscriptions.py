@@ -60,21 +60,32 @@ def test_unknown_token_and_bad_mode_are_422(client, headers, clean_subscriptions
 
 
 def test_over_capacity_is_409_and_nothing_is_stored(client, headers, clean_subscriptions, instruments, monkeypatch):
-    # Two streaming accounts × 1 connection × 5 instruments = room for 10.
+    from sqlalchemy import func, select
+
+    from app.db import session_scope
+    from app.models import Account
+
+    # Every streaming account (active, with a token) × 1 connection × 2 instruments.
     monkeypatch.setenv("MAX_WS_CONNECTIONS", "1")
-    monkeypatch.setenv("MAX_INSTRUMENTS_PER_WS", "5")
-    tokens = _nifty_tokens(instruments, 12)
+    monkeypatch.setenv("MAX_INSTRUMENTS_PER_WS", "2")
+    with session_scope() as session:
+        streaming = session.scalar(select(func.count()).select_from(Account).where(
+            Account.active.is_(True), Account.access_token_enc.is_not(None)))
+    capacity = 2 * streaming
+    tokens = _nifty_tokens(instruments, capacity + 2)
+    assert len(tokens) == capacity + 2
     ok = client.post("/subscriptions/bulk", headers=headers["admin"],
-                     json={"instrument_tokens": tokens[:10], "requested_mode": "QUOTE"})
-    assert ok.status_code == 200 and ok.json["created"] == 10
-    refused = client.post("/subscriptions", headers=headers["admin"], json={"instrument_token": tokens[10]})
+                     json={"instrument_tokens": tokens[:capacity], "requested_mode": "QUOTE"})
+    assert ok.status_code == 200 and ok.json["created"] == capacity
+    refused = client.post("/subscriptions", headers=headers["admin"], json={"instrument_token": tokens[capacity]})
     assert refused.status_code == 409
     assert refused.json["error"]["code"] == "over_capacity"
-    assert refused.json["error"]["details"] == {"requested": 11, "capacity": 10}
+    assert refused.json["error"]["details"] == {"requested": capacity + 1, "capacity": capacity}
+    # Pinned to one account: 2 more fit the total? No — and the account alone carries only 2.
     pinned = client.post("/subscriptions/bulk", headers=headers["admin"],
-                         json={"instrument_tokens": tokens[10:12], "account_id": "primary"})
+                         json={"instrument_tokens": tokens[capacity:], "account_id": "primary"})
     assert pinned.status_code == 409
-    assert len(client.get("/subscriptions", headers=headers["admin"]).json) == 10
+    assert len(client.get("/subscriptions", headers=headers["admin"]).json) == capacity
 
 
 def test_pinning_to_another_account_is_403(client, headers, clean_subscriptions, instruments):

@@ -5,7 +5,6 @@ marshmallow's ValidationError with messages keyed by field name (→ 422).
 """
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 
 from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate,

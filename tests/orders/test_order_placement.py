@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from app.ratelimit import order_rate_limiter
 from tests.orders.conftest import market_order, wait_for
 
 
@@ -143,6 +144,7 @@ def test_dead_lettered_order_found_at_the_broker_is_repaired_by_reconciliation(o
         order_id, tag = order.id, order.tag
     creds = accounts["primary"]
     kite = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=orders.broker.root)
+    order_rate_limiter().acquire("primary", max_wait_s=5)  # share the account's broker rate with the workers
     kite.place_order("regular", option.exchange, option.tradingsymbol, "BUY", option.lot_size, "NRML",
                      "MARKET", market_protection=-1, tag=tag)
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from app.db import new_session
 from app.models import Order
+from app.ratelimit import order_rate_limiter
 from tests.orders.conftest import market_order, resting_limit_order, wait_for
 
 
@@ -221,6 +222,7 @@ def test_reconciliation_repairs_missed_updates_and_lost_tasks(orders, client, he
         record = orders.wait_status(placed["id"], "OPEN")
         creds = BROKER_ACCOUNTS["primary"]
         kite = kite_client(Credentials("primary", creds["api_key"], creds["api_secret"], creds["access_token"]))
+        order_rate_limiter().acquire("primary", placement=False, max_wait_s=5)  # the workers' rate, shared
         kite.cancel_order("regular", record["broker_order_id"])
         assert orders.get(placed["id"]).get_json()["status"] == "OPEN"
 

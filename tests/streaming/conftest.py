@@ -40,6 +40,22 @@ class ChannelListener:
         self.client.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def only_paper_accounts(accounts):
+    """Only `primary` and `other` stream here: other tests (the API fuzzer) may have registered
+    accounts of their own, and the stream leases every active account with a token."""
+    from app.db import session_scope
+    from app.models import Account
+
+    with session_scope() as session:
+        others = [a.id for a in session.query(Account).filter(Account.active.is_(True),
+                                                              Account.id.not_in(list(accounts)))]
+        session.query(Account).filter(Account.id.in_(others)).update({"active": False})
+    yield
+    with session_scope() as session:
+        session.query(Account).filter(Account.id.in_(others)).update({"active": True})
+
+
 @pytest.fixture(scope="module")
 def nifty_book(instruments):
     """The NIFTY index, its near future and the nearest expiry's 20 strikes around the middle."""

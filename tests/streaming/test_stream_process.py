@@ -6,6 +6,7 @@ import time
 
 import websocket
 
+from app.ratelimit import order_rate_limiter
 from tests.streaming.conftest import ChannelListener, StreamProcess
 from tests.support.polling import wait_for
 
@@ -129,6 +130,7 @@ def test_order_updates_from_the_ticker_reach_the_order_record(stream, paper_brok
     try:
         creds = accounts["primary"]
         kite = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=paper_broker.root)
+        order_rate_limiter().acquire("primary", max_wait_s=5)  # share the account's broker rate with the workers
         kite.place_order("regular", "NFO", option.tradingsymbol, "BUY", option.lot_size, "NRML", "MARKET",
                          market_protection=-1, tag=tag)
 
