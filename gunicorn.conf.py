@@ -16,6 +16,15 @@ accesslog = None  # the app logs each request as a JSON line with its correlatio
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ticker-metrics-"))
 
 
+def post_fork(server, worker):
+    # psycopg2 blocks the whole process while it waits for PostgreSQL; under gevent that
+    # would stall every WebSocket of the worker. psycogreen makes the waits cooperative.
+    if "gevent" in server.cfg.worker_class_str:
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+
+
 def child_exit(server, worker):
     from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
