@@ -1,7 +1,9 @@
 """Order-update messages on Redis pub/sub (`orders:{account_id}`), read by the WebSocket relay.
 
-Each message carries a per-account sequence number (Redis INCR) so a client can
-detect a gap and resync from the REST API.
+Each message carries a per-account sequence number so a client can detect a gap
+and resync from the REST API. Numbering and publishing happen in one Lua script:
+several workers publish at once, and with INCR and PUBLISH as separate commands a
+higher number could go out first, which a client would take for a gap.
 """
 from __future__ import annotations
 
@@ -24,13 +26,31 @@ def build_message(account_id: str, data: dict, seq: int, message_type: str = "or
             "timestamp": iso(datetime.now(timezone.utc))}
 
 
+SEQ_PLACEHOLDER = '"seq": -1'  # the message's first "seq" (before "data"), numbered in Redis
+_NUMBER_AND_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+local first, last = string.find(ARGV[1], ARGV[2], 1, true)
+redis.call('PUBLISH', KEYS[2], string.sub(ARGV[1], 1, first - 1) .. '"seq": ' .. seq .. string.sub(ARGV[1], last + 1))
+return seq
+"""
+_scripts: dict[int, object] = {}
+
+
+def _number_and_publish(redis):
+    script = _scripts.get(id(redis))
+    if script is None:
+        script = _scripts[id(redis)] = redis.register_script(_NUMBER_AND_PUBLISH)
+    return script
+
+
 def publish(account_id: str, data: dict, message_type: str = "order_update") -> dict | None:
     """Publish one update; a Redis failure is logged, never raised (the database is the record)."""
     try:
         redis = get_redis()
-        seq = int(redis.incr(f"orders:seq:{account_id}"))
-        message = build_message(account_id, data, seq, message_type)
-        redis.publish(channel(account_id), json.dumps(message, default=str))
+        message = build_message(account_id, data, -1, message_type)
+        text = json.dumps(message, default=str)
+        message["seq"] = int(_number_and_publish(redis)(
+            keys=[f"orders:seq:{account_id}", channel(account_id)], args=[text, SEQ_PLACEHOLDER], client=redis))
         return message
     except Exception:
         log.warning("order update not published", exc_info=True, extra={"account_id": account_id})
