@@ -45,14 +45,11 @@ class History:
         return self._rng(token, 1, year).normal(0.0, daily_vol, 366)
 
     def _log_close(self, token: int, day: date, anchor_day: date, anchor_close: float, daily_vol: float) -> float:
-        """log close of `day` (≤ anchor_day): the anchor less the returns of the days after it."""
-        total, d = 0.0, day + timedelta(days=1)
-        while d <= anchor_day:
-            year_end = min(anchor_day, date(d.year, 12, 31))
-            returns = self._daily_returns(token, d.year, daily_vol)
-            a, b = d.timetuple().tm_yday - 1, year_end.timetuple().tm_yday
-            total += float(returns[a:b].sum())
-            d = year_end + timedelta(days=1)
+        """log close of `day` (≤ anchor_day): the anchor less the returns of the trading days after it
+        (the same days the forward walk in `candles` adds, so the walk lands on the anchor)."""
+        total = 0.0
+        for d in trading_days(day + timedelta(days=1), anchor_day):
+            total += float(self._daily_returns(token, d.year, daily_vol)[d.timetuple().tm_yday - 1])
         return float(np.log(anchor_close)) - total
 
     def candles(self, instrument, interval: str, start: datetime, end: datetime, with_oi: bool) -> list[list]:
