@@ -1,7 +1,9 @@
-"""A throwaway stack for benchmarks: private database and Redis DB, paper broker, worker, live web server.
+"""A throwaway stack for benchmarks: private database and Redis DB, paper broker, worker, web server.
 
 Uses the same environment set-up as the tests (PostgreSQL and Redis when reachable,
-SQLite and an embedded Redis otherwise) so figures come from the real parts.
+SQLite and an embedded Redis otherwise) so figures come from the real parts. The web
+process is gunicorn with the production settings (gunicorn.conf.py, one gevent worker),
+not a server thread inside the benchmark, which would share its interpreter.
 """
 from __future__ import annotations
 
@@ -18,9 +20,46 @@ from tests.support.environment import API_KEYS, configure_test_environment  # no
 ACCOUNT = {"api_key": "bench-primary", "api_secret": "bench-secret", "access_token": "bench-token"}
 
 
+class GunicornServer:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` (one worker) on a free port, with this environment."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "GunicornServer":
+        import subprocess
+        import time
+
+        import requests
+
+        env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url + "/health", timeout=2)
+                return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+
 @contextmanager
 def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, env: dict | None = None):
-    """Yields (app, live_server, broker, headers); everything stops afterwards."""
+    """Yields (app, web server, broker, headers); everything stops afterwards."""
     environment = configure_test_environment()
     os.environ.update(env or {})
     from alembic import command
@@ -30,12 +69,12 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
     from app.cli import alembic_config
     from app.db import session_scope
     from sim.harness import PaperBroker
-    from tests.support.processes import CeleryWorker, LiveServer
+    from tests.support.processes import CeleryWorker
     from workers.tasks.maintenance import refresh_instruments
 
     command.upgrade(alembic_config(), "head")
-    app = create_app()
-    server = LiveServer(app).start()
+    app = create_app()  # for in-process lookups (registry, database); HTTP goes to gunicorn
+    server = GunicornServer()
     broker = PaperBroker(seed=3, postback_url=f"{server.url}/postback/kite",
                          accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])}).start()
     worker = None
@@ -44,6 +83,7 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
         with session_scope() as session:
             account_service.add_account(session, "primary", **ACCOUNT)
         refresh_instruments.run()
+        server.start()  # after the settings above, which it reads from the environment
         worker = CeleryWorker(concurrency=worker_concurrency).start()
         if broker_faults:
             broker.set_faults(**broker_faults)
