@@ -92,7 +92,7 @@ def _submit(account_id: str, body: dict):
         raise ApiError(409, str(exc), "idempotency_conflict", {"batch_id": exc.batch_id})
     if created:
         try:
-            launch(batch.id)
+            launch(batch)
         except Exception:  # Redis down: the batch is stored; the reconciler and watchdog drive it on
             log.exception("batch chord not launched", extra={"batch_id": batch.id})
             mark_enqueue_failed([leg.id for leg in batch.legs])

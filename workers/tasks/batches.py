@@ -20,7 +20,7 @@ from sqlalchemy import select
 from app.batches import settlement
 from app.batches.service import RUNNING
 from app.db import new_session
-from app.models import Batch, Order, utcnow
+from app.models import Batch, utcnow
 from app.orders.execution import backoff_s, submit_order
 from workers import app
 
@@ -34,19 +34,16 @@ WATCHDOG_AFTER_S = 60.0  # a RUNNING batch this old with no leg in flight is set
 TASK_OPTIONS = dict(bind=True, acks_late=True, reject_on_worker_lost=True)
 
 
-def launch(batch_id: str) -> None:
-    """Start the batch's chord (called by the web process after the batch is stored)."""
-    with new_session() as session:
-        batch = session.get(Batch, batch_id)
-        legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")
-                                    .order_by(Order.leg_index)))
-        execution, account_id = batch.execution, batch.account_id
+def launch(batch) -> None:
+    """Start the chord of a stored batch (its legs loaded); called by the web process."""
+    legs = sorted((o for o in batch.legs if o.role == "leg"), key=lambda o: o.leg_index)
     buys = [o.id for o in legs if o.transaction_type == "BUY"]
     sells = [o.id for o in legs if o.transaction_type == "SELL"]
-    if execution == "buy_first" and buys and sells:
-        chord(group(place_leg.s(i, account_id) for i in buys), place_sell_legs.s(batch_id, sells, account_id)).delay()
+    if batch.execution == "buy_first" and buys and sells:
+        chord(group(place_leg.s(i, batch.account_id) for i in buys),
+              place_sell_legs.s(batch.id, sells, batch.account_id)).delay()
     else:
-        chord(group(place_leg.s(o.id, account_id) for o in legs), settle_batch.s(batch_id)).delay()
+        chord(group(place_leg.s(o.id, batch.account_id) for o in legs), settle_batch.s(batch.id)).delay()
 
 
 @app.task(name="workers.tasks.batches.place_leg", max_retries=None, **TASK_OPTIONS)
