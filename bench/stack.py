@@ -24,11 +24,9 @@ class GunicornServer:
     """`gunicorn -c gunicorn.conf.py wsgi:app` (one worker) on a free port, with this environment."""
 
     def __init__(self) -> None:
-        import socket
+        from tests.support.ports import free_port
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
 

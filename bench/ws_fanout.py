@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -88,12 +87,6 @@ def client_main(args) -> None:
 
 
 # ---- the orchestrator -------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -143,6 +136,8 @@ def main() -> None:
         from app.cli import alembic_config
 
         command.upgrade(alembic_config(), "head")
+        from tests.support.ports import free_port
+
         port = free_port()
         web_env = {**os.environ, "LOG_LEVEL": "WARNING", "WEB_WORKER_CONNECTIONS": str(args.clients + 500)}
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gevent", "-w", "1",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from launcher.embedded_redis import EmbeddedRedis
+from tests.support.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = {"primary": ("chaos-primary", "chaos-secret-1", "chaos-token-1"),
             "other": ("chaos-other", "chaos-secret-2", "chaos-token-2")}
 ADMIN_KEY = "chaos-admin-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Proc:

