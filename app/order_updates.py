@@ -11,7 +11,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from app.order_view import iso
+from app import webhook_events
+from app.order_view import iso, order_view
 from app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,7 @@ def order_changed(order) -> dict | None:
     Publishes the record (without its event list) on `orders:{account_id}`;
     webhooks subscribe to the same transitions (see app.webhook_events).
     """
-    from app.order_view import order_view
-
     data = order_view(order, with_events=False)
     message = publish(order.account_id, data)
-    try:
-        from app import webhook_events
-    except ImportError:  # webhooks not installed in this build
-        return message
     webhook_events.order_changed(order.account_id, data)
     return message
