@@ -47,7 +47,7 @@ def order_changed(account_id: str, data: dict) -> list[str]:
     """Create and enqueue deliveries for the events of this transition; returns delivery ids."""
     try:
         order_id = data.get("order_id") or data.get("id")
-        return [d for event in events_for(data) for d in _emit(account_id, event, data, f"order:{order_id}")]
+        return _emit(account_id, events_for(data), data, f"order:{order_id}")
     except Exception:  # webhooks must never break order execution
         log.warning("webhook events not emitted", exc_info=True, extra={"account_id": account_id})
         return []
@@ -58,22 +58,25 @@ def batch_event(account_id: str, event: str, data: dict) -> list[str]:
     try:
         if event not in BATCH_EVENTS:
             raise ValueError(f"not a batch event: {event}")
-        return _emit(account_id, event, data, f"batch:{data.get('batch_id')}")
+        return _emit(account_id, [event], data, f"batch:{data.get('batch_id')}")
     except Exception:
         log.warning("batch webhook event not emitted", exc_info=True, extra={"account_id": account_id})
         return []
 
 
-def _emit(account_id: str, event: str, data: dict, subject: str) -> list[str]:
-    with session_scope() as session:
-        from app.webhooks.registry import subscribed_webhooks
+def _emit(account_id: str, events: list[str], data: dict, subject: str) -> list[str]:
+    """Deliveries for each event a webhook of the account subscribes to (no query when none does)."""
+    from app.webhooks.registry import subscribed_webhooks
 
-        if not subscribed_webhooks(session, account_id, event):
-            return []
-        # Claim (subject, event) once; only the first claimant creates deliveries.
-        if not get_redis().set(f"webhooks:emitted:{subject}:{event}", "1", nx=True, ex=CLAIM_TTL_S):
-            return []
-        ids = delivery.create_deliveries(session, account_id, event, data)
+    wanted = [event for event in events if subscribed_webhooks(account_id, event)]
+    if not wanted:
+        return []
+    ids: list[str] = []
+    with session_scope() as session:
+        for event in wanted:
+            # Claim (subject, event) once; only the first claimant creates deliveries.
+            if get_redis().set(f"webhooks:emitted:{subject}:{event}", "1", nx=True, ex=CLAIM_TTL_S):
+                ids += delivery.create_deliveries(session, account_id, event, data)
     for delivery_id in ids:  # after commit: the worker must find the row
         delivery.enqueue(delivery_id)
     return ids

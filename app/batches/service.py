@@ -8,6 +8,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.batches.schemas import validate_legs
 from app.db import new_session
@@ -15,6 +16,7 @@ from app.models import Account, Batch, Order
 from app.order_view import iso
 from app.orders.service import new_order
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
+from app.wakeups import Waiter, batch_channel
 
 RUNNING, COMPLETED, PARTIAL = "RUNNING", "COMPLETED", "PARTIAL"
 ROLLED_BACK, ROLLBACK_FAILED = "ROLLED_BACK", "ROLLBACK_FAILED"
@@ -58,10 +60,12 @@ def create_batch(account_id: str, legs_payload: list, rollback_on_failure: bool,
                       idempotency_key=idempotency_key, request_hash=digest, **options)
         session.add(batch)
         session.flush()
+        orders = []
         for index, fields in enumerate(legs):
             leg = new_order(account_id, fields, batch_id=batch.id, leg_index=index, role="leg")
             session.add(leg)
             record_event(session, leg, None, QUEUED, detail={"source": "batch", "batch_id": batch.id})
+            orders.append(leg)
         try:
             session.commit()
         except IntegrityError:
@@ -75,7 +79,10 @@ def create_batch(account_id: str, legs_payload: list, rollback_on_failure: bool,
             if existing.request_hash != digest:
                 raise BatchConflict(existing.id)
             return load(session, existing.id), False
-        return load(session, batch.id), True
+        # What was just stored is the whole batch: no need to read it back before launching it.
+        set_committed_value(batch, "legs", orders)
+        set_committed_value(batch, "rollback_actions", [])
+        return batch, True
     finally:
         session.close()
 
@@ -89,15 +96,15 @@ def get_batch(batch_id: str) -> Batch:
 
 
 def wait_until_final(batch_id: str, timeout_s: float) -> Batch:
-    """Poll until the batch settles or the time is up (cheap indexed reads; gevent-friendly sleeps)."""
+    """Wait until the batch settles (its settlement wakes this wait) or the time is up."""
     deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
-        batch = get_batch(batch_id)
-        if batch.status in FINAL_BATCH or time.monotonic() >= deadline:
-            return batch
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.01)
+    with Waiter(batch_channel(batch_id)) as waiter:
+        while True:
+            batch = get_batch(batch_id)
+            remaining = deadline - time.monotonic()
+            if batch.status in FINAL_BATCH or remaining <= 0:
+                return batch
+            waiter.wait(remaining)
 
 
 def leg_view(order: Order) -> dict:

@@ -24,11 +24,14 @@ from app.batches.service import (COMPLETED, FINAL_BATCH, LEG_SUCCESS, PARTIAL, R
                                  RUNNING, batch_view, load)
 from app.db import new_session, session_scope
 from app.models import Batch, Order, RollbackAction, utcnow
+from app.order_updates import channel as order_update_channel
 from app.order_updates import order_changed, publish
 from app.orders.execution import broker_client, describe, is_final_rejection
 from app.orders.service import new_order
-from app.orders.states import CANCELLED, FINAL, QUEUED, record_event, transition
+from app.orders.states import CANCELLED, FINAL, OPEN, QUEUED, SUBMITTING, record_event, transition
 from app.orders.sync import apply_broker_update
+from app.redis_client import get_redis
+from app.wakeups import Waiter, batch_channel, nudge
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +45,25 @@ VERDICT_BROKER_STATUSES = {"OPEN", "TRIGGER PENDING", "COMPLETE", "REJECTED", "C
 VERDICT_WAIT_S = 2.0
 
 
-def await_verdict(order_id: str, timeout_s: float = VERDICT_WAIT_S) -> None:
+def await_verdict(order_id: str, account_id: str, timeout_s: float = VERDICT_WAIT_S) -> None:
     """Wait for the broker's word on a placed leg: Kite acknowledges an order before its
     risk checks, so an acknowledged leg can still be REJECTED. The postback or the
-    stream usually brings the verdict within milliseconds; past `timeout_s` ask the broker."""
+    stream usually brings the verdict within milliseconds (its order update wakes this
+    wait); past `timeout_s` ask the broker."""
     deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
-        with new_session() as session:
-            order = session.get(Order, order_id)
-            if order is None or not order.broker_order_id or order.status not in LEG_SUCCESS:
-                return
-            if order.broker_status in VERDICT_BROKER_STATUSES:
-                return
-            account_id, broker_order_id = order.account_id, order.broker_order_id
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.01)  # the verdict usually lands within a few ms of the ack
+    with Waiter(order_update_channel(account_id), needle=order_id.encode()) as waiter:
+        while True:
+            with new_session() as session:
+                order = session.get(Order, order_id)
+                if order is None or not order.broker_order_id or order.status not in LEG_SUCCESS:
+                    return
+                if order.broker_status in VERDICT_BROKER_STATUSES:
+                    return
+                broker_order_id = order.broker_order_id
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            waiter.wait(remaining)
     state = _broker_view(broker_client(account_id), broker_order_id)
     apply_broker_update(account_id, state, source="batch_verdict")
 
@@ -67,8 +71,19 @@ def await_verdict(order_id: str, timeout_s: float = VERDICT_WAIT_S) -> None:
 def leg_result(order_id: str) -> dict:
     with new_session() as session:
         order = session.get(Order, order_id)
-        return {"order_id": order_id, "status": order.status if order else None,
-                "success": bool(order and order.status in LEG_SUCCESS)}
+        return {"order_id": order_id, "batch_id": order.batch_id if order else None,
+                "status": order.status if order else None, "success": bool(order and order.status in LEG_SUCCESS)}
+
+
+def has_every_verdict(batch_id: str) -> bool:
+    """True when the broker has had its word on every leg: a verdict on each placed leg,
+    a final status on the others. Then the batch can be decided."""
+    with new_session() as session:
+        legs = session.execute(select(Order.status, Order.broker_status)
+                               .where(Order.batch_id == batch_id, Order.role == "leg")).all()
+    return bool(legs) and all(
+        broker_status in VERDICT_BROKER_STATUSES if status == OPEN else status not in (QUEUED, SUBMITTING)
+        for status, broker_status in legs)
 
 
 def skip_unplaced_legs(batch_id: str, reason: str) -> None:
@@ -87,30 +102,38 @@ def decide(batch_id: str) -> tuple[str, list[int]]:
     """Settle the batch once (row lock): returns (status, rollback action ids to run).
 
     RUNNING stays RUNNING while rollback actions run; their presence marks the
-    batch as taken, so a redelivered or watchdog call does nothing twice.
+    batch as taken, so a redelivered or watchdog call does nothing twice. The
+    call that settles the batch wakes the requests waiting for it.
     """
     with session_scope() as session:
-        batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
-        if batch is None or batch.status != RUNNING:
-            return (batch.status if batch else "MISSING"), []
-        if session.scalars(select(RollbackAction.id).where(RollbackAction.batch_id == batch_id)).first():
-            return RUNNING, []
-        legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")))
-        succeeded = [o for o in legs if o.status in LEG_SUCCESS]
-        failed = [o for o in legs if o.status not in LEG_SUCCESS]
-        batch.succeeded, batch.failed = len(succeeded), len(failed)
-        if not failed:
-            batch.status, batch.completed_at = COMPLETED, utcnow()
-            return COMPLETED, []
-        batch.error = "; ".join(f"leg {o.leg_index}: {o.status} {o.error or ''}".strip() for o in failed)[:2000]
-        if not batch.rollback_on_failure or not succeeded:
-            batch.status, batch.completed_at = (PARTIAL if succeeded else ROLLED_BACK), utcnow()
-            return batch.status, []
-        actions = [RollbackAction(batch_id=batch_id, leg_order_id=o.id, action="cancel", result=PENDING)
-                   for o in succeeded]
-        session.add_all(actions)
-        session.flush()
-        return RUNNING, [a.id for a in actions]
+        status, action_ids, settled_now = _decide(session, batch_id)
+    if settled_now:
+        nudge(batch_channel(batch_id))  # after the commit, so the waiter reads the outcome
+    return status, action_ids
+
+
+def _decide(session, batch_id: str) -> tuple[str, list[int], bool]:
+    batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+    if batch is None or batch.status != RUNNING:
+        return (batch.status if batch else "MISSING"), [], False
+    if session.scalars(select(RollbackAction.id).where(RollbackAction.batch_id == batch_id)).first():
+        return RUNNING, [], False
+    legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")))
+    succeeded = [o for o in legs if o.status in LEG_SUCCESS]
+    failed = [o for o in legs if o.status not in LEG_SUCCESS]
+    batch.succeeded, batch.failed = len(succeeded), len(failed)
+    if not failed:
+        batch.status, batch.completed_at = COMPLETED, utcnow()
+        return COMPLETED, [], True
+    batch.error = "; ".join(f"leg {o.leg_index}: {o.status} {o.error or ''}".strip() for o in failed)[:2000]
+    if not batch.rollback_on_failure or not succeeded:
+        batch.status, batch.completed_at = (PARTIAL if succeeded else ROLLED_BACK), utcnow()
+        return batch.status, [], True
+    actions = [RollbackAction(batch_id=batch_id, leg_order_id=o.id, action="cancel", result=PENDING)
+               for o in succeeded]
+    session.add_all(actions)
+    session.flush()
+    return RUNNING, [a.id for a in actions], False
 
 
 def _broker_view(kite, broker_order_id: str) -> dict:
@@ -226,20 +249,38 @@ def confirm_flat(batch_id: str, wait_s: float = REVERSAL_SETTLE_S) -> str:
         if status == ROLLBACK_FAILED:
             exposure = {symbol: qty for symbol, qty in net.items() if qty}
             batch.error = f"{batch.error or ''}; not flat after rollback: {exposure}".strip("; ")[:2000]
+    nudge(batch_channel(batch_id))
     return status
 
 
+ANNOUNCED_TTL_S = 7 * 24 * 3600
+
+
+def _first_announcement(batch_id: str) -> bool:
+    """Claim the batch's announcement (Redis SET NX): a leg and the chord callback may both settle it."""
+    try:
+        return bool(get_redis().set(f"batches:announced:{batch_id}", "1", nx=True, ex=ANNOUNCED_TTL_S))
+    except Exception:  # better counted twice than an alert lost
+        log.warning("batch announcement not claimed", exc_info=True, extra={"batch_id": batch_id})
+        return True
+
+
 def announce(batch_id: str) -> dict:
-    """Metrics, webhooks and (for a failed rollback) an order-stream alert for a settled batch."""
+    """Webhook, metrics and (for a failed rollback) an order-stream alert for a settled batch.
+
+    Safe to call more than once (the chord callback, a redelivery, the watchdog): the webhook
+    event is claimed once per batch, and metrics and the alert go out with the first call only."""
     from app import webhook_events
 
     with new_session() as session:
         batch = load(session, batch_id)
         view = batch_view(batch)
         duration = (batch.completed_at - batch.created_at).total_seconds() if batch.completed_at else None
-    batch_metrics.observe(view["status"], duration)
     event = "batch_completed" if view["status"] in (COMPLETED, PARTIAL) else "batch_rolled_back"
     webhook_events.batch_event(view["account_id"], event, view)
+    if not _first_announcement(batch_id):
+        return view
+    batch_metrics.observe(view["status"], duration)
     if view["status"] == ROLLBACK_FAILED:
         publish(view["account_id"], view, message_type="batch_rollback_failed")
         log.error("batch rollback failed: exposure left at the broker", extra={"batch_id": batch_id})
@@ -256,5 +297,5 @@ def settled_legs(batch_id: str) -> bool:
     """True when no leg is still being placed (the watchdog may settle it)."""
     with new_session() as session:
         statuses = session.scalars(select(Order.status).where(Order.batch_id == batch_id, Order.role == "leg"))
-        return all(s not in (QUEUED, "SUBMITTING") for s in statuses)
+        return all(s not in (QUEUED, SUBMITTING) for s in statuses)
 

@@ -54,7 +54,7 @@ def event_body(event: str, account_id: str, data: dict) -> dict:
 def create_deliveries(session, account_id: str, event: str, data: dict) -> list[str]:
     """One PENDING delivery per active webhook of the account subscribed to the event."""
     ids = []
-    for webhook in registry.subscribed_webhooks(session, account_id, event):
+    for webhook in registry.subscribed_webhooks(account_id, event):
         delivery = WebhookDelivery(webhook_id=webhook.id, event=event,
                                    payload=json.loads(json.dumps(event_body(event, account_id, data), default=str)))
         session.add(delivery)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.crypto import encrypt
 from app.models import Account, Webhook, WebhookDelivery
 from app.order_view import iso
+from app.webhooks import subscriptions
 from app.webhooks.url_safety import UnsafeUrl, check_registration
 
 ORDER_EVENTS = ("order_placed", "order_completed", "order_failed", "order_cancelled", "order_rejected")
@@ -45,6 +46,7 @@ def create_webhook(session: Session, account_id: str, url: str, events: list[str
                       secret_enc=encrypt(secret), active=True)
     session.add(webhook)
     session.flush()
+    subscriptions.changed(session, account_id)
     return webhook
 
 
@@ -69,12 +71,13 @@ def deactivate_webhook(session: Session, webhook_id: str) -> Webhook:
     if not webhook.active:
         raise WebhookNotFound(webhook_id)
     webhook.active = False
+    subscriptions.changed(session, webhook.account_id)
     return webhook
 
 
-def subscribed_webhooks(session: Session, account_id: str, event: str) -> list[Webhook]:
-    hooks = session.scalars(select(Webhook).where(Webhook.account_id == account_id, Webhook.active.is_(True)))
-    return [w for w in hooks if event in (w.events or [])]
+def subscribed_webhooks(account_id: str, event: str) -> list[subscriptions.Subscription]:
+    """The account's active webhooks for `event` (cached per process; see subscriptions.py)."""
+    return [w for w in subscriptions.active(account_id) if event in w.events]
 
 
 def deliveries_of(session: Session, webhook_id: str, limit: int = 100) -> list[WebhookDelivery]:

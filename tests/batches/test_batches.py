@@ -1,8 +1,10 @@
 """Batch orders on the real stack: a Celery chord of legs, settlement, rollback to flat."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 
 from app.db import session_scope
 from app.models import Batch
@@ -41,6 +43,33 @@ def test_iron_condor_completes(client, headers, batch_stack, chain):
     # Every leg is an ordinary order with its events.
     order = client.get(f"/orders/{batch['order_ids'][0]}", headers=headers["primary"]).json
     assert order["batch_id"] == batch["batch_id"] and order["role"] == "leg" and order["events"]
+
+
+def completed_batches_counted() -> float:
+    from app.batches.metrics import batch_orders_total
+    from app.redis_client import get_redis
+
+    return float(get_redis().hget(batch_orders_total.key, json.dumps(["COMPLETED"])) or 0)
+
+
+def test_a_batch_is_decided_and_counted_once_however_often_it_is_settled(client, headers, batch_stack, chain):
+    """The last leg decides a batch and the chord callback announces it; a redelivered callback,
+    another announcement or the watchdog must change nothing and count nothing twice."""
+    from app.batches.settlement import announce
+    from workers.tasks.batches import settle_batch, settle_stuck_batches
+
+    before = completed_batches_counted()
+    batch = submit(client, headers, iron_condor(chain)).json
+    assert batch["status"] == "COMPLETED", batch
+    wait_for(lambda: completed_batches_counted() == before + 1, what="the callback's announcement")
+
+    assert settle_batch.run([], batch["batch_id"]) == {"status": "COMPLETED"}  # as if redelivered
+    announce(batch["batch_id"])
+    assert batch["batch_id"] not in settle_stuck_batches.run(older_than_s=0)
+    time.sleep(0.3)  # a late second announcement from the worker would have landed by now
+    assert completed_batches_counted() == before + 1
+    again = client.get(f"/batches/{batch['batch_id']}", headers=headers["primary"]).json
+    assert (again["status"], again["completed_at"]) == ("COMPLETED", batch["completed_at"])
 
 
 def test_rejected_leg_rolls_back_to_flat(client, headers, batch_stack, chain, kite):

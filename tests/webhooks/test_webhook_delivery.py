@@ -109,6 +109,19 @@ def test_unsubscribed_events_and_other_accounts_create_nothing(client, headers, 
     assert deliveries(client, headers, webhook["webhook_id"]) == []
 
 
+def test_a_process_that_cached_the_accounts_webhooks_sees_registration_and_deletion(client, headers, register):
+    """Each process caches an account's webhooks; a change replaces the account's token in Redis."""
+    from app.webhooks import subscriptions
+
+    cancelled = {"status": "CANCELLED"}
+    assert webhook_events.order_changed("primary", {"order_id": new_order("primary").id, **cancelled}) == []
+    assert "primary" in subscriptions._cache  # the lookup above is cached now
+    webhook = register("http://127.0.0.1:9/hook", ["order_cancelled"])
+    assert len(webhook_events.order_changed("primary", {"order_id": new_order("primary").id, **cancelled})) == 1
+    assert client.delete(f"/advanced/webhooks/{webhook['webhook_id']}", headers=headers["primary"]).status_code == 204
+    assert webhook_events.order_changed("primary", {"order_id": new_order("primary").id, **cancelled}) == []
+
+
 def test_batch_events(client, headers, celery_worker, receiver, register):
     hook = receiver()
     register(hook.url, ["batch_rolled_back"])

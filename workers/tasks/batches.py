@@ -5,7 +5,10 @@
     settle_batch → chord(group(rollback_leg × placed legs), finish_rollback)   on failure
 
 Leg tasks return a result instead of raising for business failures (a rejected
-leg is a result), so the callback always runs. Transient failures retry with
+leg is a result), so the callback always runs. The last leg to hear the broker's
+verdict decides the batch itself, a chord hop sooner; the callback then finds it
+decided and announces the outcome (deciding and announcing are both idempotent).
+Transient failures retry with
 Celery's retry and a shorter budget than single orders. `settle_stuck_batches`
 (beat) is the watchdog for a chord that can no longer finish.
 """
@@ -18,7 +21,7 @@ from celery import chord, group
 from sqlalchemy import select
 
 from app.batches import settlement
-from app.batches.service import RUNNING
+from app.batches.service import FINAL_BATCH, RUNNING
 from app.db import new_session
 from app.models import Batch, utcnow
 from app.orders.execution import backoff_s, submit_order
@@ -52,8 +55,13 @@ def place_leg(self, order_id: str, account_id: str) -> dict:
     outcome = submit_order(order_id, max_attempts=LEG_MAX_ATTEMPTS, account_id=account_id)
     if outcome.action in ("retry", "defer"):
         raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
-    settlement.await_verdict(order_id)
-    return settlement.leg_result(order_id)
+    settlement.await_verdict(order_id, account_id)
+    result = settlement.leg_result(order_id)
+    if result["batch_id"] and settlement.has_every_verdict(result["batch_id"]):
+        # The last leg to hear back decides the batch a chord hop before the callback could
+        # (deciding is idempotent under a row lock); the callback then announces the outcome.
+        start_rollback(result["batch_id"], settlement.decide(result["batch_id"])[1])
+    return result
 
 
 @app.task(name="workers.tasks.batches.place_sell_legs", **TASK_OPTIONS)
@@ -66,13 +74,17 @@ def place_sell_legs(self, buy_results: list, batch_id: str, sells: list[str], ac
     return settle_batch.run([], batch_id)
 
 
-@app.task(name="workers.tasks.batches.settle_batch", **TASK_OPTIONS)
-def settle_batch(self, leg_results: list, batch_id: str) -> dict:
-    status, action_ids = settlement.decide(batch_id)
+def start_rollback(batch_id: str, action_ids: list[int]) -> None:
+    """The rollback chord: every placed leg cancelled or reversed, then the check that the batch is flat."""
     if action_ids:
         chord(group(rollback_leg.s(a) for a in action_ids), finish_rollback.s(batch_id)).delay()
-        return {"status": "ROLLING_BACK", "actions": len(action_ids)}
-    if status != RUNNING:
+
+
+@app.task(name="workers.tasks.batches.settle_batch", **TASK_OPTIONS)
+def settle_batch(self, leg_results: list, batch_id: str) -> dict:
+    status, action_ids = settlement.decide(batch_id)  # a leg may have decided it already
+    start_rollback(batch_id, action_ids)
+    if status in FINAL_BATCH:
         settlement.announce(batch_id)
     return {"status": status}
 
@@ -115,13 +127,13 @@ def settle_stuck_batches(older_than_s: float = WATCHDOG_AFTER_S) -> list[str]:
             continue  # a leg is still in flight; the order reconciler moves it along
         status, action_ids = settlement.decide(batch_id)
         if action_ids:
-            chord(group(rollback_leg.s(a) for a in action_ids), finish_rollback.s(batch_id)).delay()
+            start_rollback(batch_id, action_ids)
         elif status == RUNNING:
             # Rollback actions exist but their chord is gone: run what is pending here.
             for action_id in settlement.pending_actions(batch_id):
                 rollback_leg.apply(args=[action_id])
             finish_rollback.run([], batch_id)
-        else:
+        elif status in FINAL_BATCH:
             settlement.announce(batch_id)
         settled.append(batch_id)
     return settled
