@@ -3,7 +3,7 @@
 The paper broker answers every REST call after 200 ms (as a slow day at Kite),
 so the figures show whether legs really run in parallel.
 
-    python bench/batch.py [--latency-ms 200] [--rounds 5]
+    python bench/batch.py [--latency-ms 200] [--rounds 9]
 
 Target: a 4-leg batch settles in ≤ 1.3 × one order's latency. A batch is settled when
 every leg has the broker's verdict (Kite acknowledges an order before its risk checks,
@@ -56,7 +56,7 @@ def place_and_time(base: str, headers: dict, order: dict) -> tuple[float, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
 
     with bench_stack(worker_concurrency=4, broker_faults={"latency_ms": args.latency_ms}) as (app, server, broker, headers):
