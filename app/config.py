@@ -45,6 +45,10 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'ticker.db'}")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    # Commands share a pool of this many connections per process; a caller waits up to
+    # REDIS_POOL_WAIT_S for a free one instead of failing (a burst of WebSocket connects).
+    redis_max_connections: int = field(default_factory=lambda: int(_env("REDIS_MAX_CONNECTIONS", "200")))
+    redis_pool_wait_s: float = field(default_factory=lambda: float(_env("REDIS_POOL_WAIT_S", "5")))
     api_keys: str = field(default_factory=lambda: _env("API_KEYS", ""))
     port: int = field(default_factory=lambda: int(_env("PORT", "5000")))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from app.redis_client import get_redis
+from app.redis_client import dedicated_pubsub, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Waiter:
 
     def __enter__(self) -> "Waiter":
         try:
-            pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+            pubsub = dedicated_pubsub()
             pubsub.subscribe(self.channel)
             self._pubsub = pubsub
         except Exception:

@@ -1,7 +1,8 @@
 """Load: single orders, batches and WebSocket clients against a running stack, for a duration.
 
     .venv/bin/python bench/load.py --base-url http://127.0.0.1:5000 --api-key KEY [--account primary]
-    .venv/bin/python bench/load.py            # starts its own stack (python -m launcher) and stops it after
+    .venv/bin/python bench/load.py            # starts its own stack (python -m launcher, a fresh SQLite
+                                              # database in a temporary directory) and stops it after
 
 Mixes, for --duration seconds (default 120):
   * --order-threads threads placing one order each time (POST /accounts/{id}/orders, Idempotency-Key);
@@ -75,7 +76,10 @@ def _free_port() -> int:
 
 
 def start_stack(port: int) -> subprocess.Popen:
-    env = dict(os.environ, PORT=str(port))
+    # A fresh database each run: `make run`'s instance/ticker.db keeps what an earlier run left
+    # queued, and the stack would work that off (as it should) in the middle of the measurement.
+    data = tempfile.mkdtemp(prefix="load-stack-")
+    env = dict(os.environ, PORT=str(port), DATABASE_URL=f"sqlite:///{data}/ticker.db")
     log = tempfile.NamedTemporaryFile(prefix="load-launcher-", suffix=".log", delete=False)
     print(f"launcher output: {log.name}", flush=True)
     proc = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=ROOT, env=env, start_new_session=True,

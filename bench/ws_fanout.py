@@ -7,7 +7,8 @@ The clients (aiohttp, one asyncio loop) run in a separate process; each connects
 `/ws/orders/bench-{i % accounts}`, so every update fans out to clients/accounts
 sockets. Updates are published with app.order_updates.publish (the order worker's
 path) and carry the publisher's clock; latency = client receipt - publish.
-Prints p50/p90/p99/max latency, delivery counts and the CPU of the web worker.
+Prints p50/p90/p99/max latency, delivery counts, the CPU of the web worker and its
+resident memory per connected socket (idle, and after the updates).
 Uses a private PostgreSQL database and Redis DB like the tests (tests/support/environment.py).
 """
 from __future__ import annotations
@@ -92,6 +93,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def worker_pid(master: int) -> int:
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     return int(out[0]) if out else master
@@ -147,6 +155,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         wait_http(url)
         worker = worker_pid(web.pid)
+        rss_empty = rss_kib(worker)
 
         listen = args.seconds + 3
         clients = subprocess.Popen([sys.executable, __file__, "--client", "--url", url, "--key", API_KEYS["admin"],
@@ -159,6 +168,7 @@ def main() -> None:
             raise RuntimeError(f"clients failed: {line!r}")
         connect_s = time.monotonic() - connect_started
         time.sleep(1.0)
+        rss_idle = rss_kib(worker)
 
         from app.order_updates import publish
 
@@ -176,6 +186,7 @@ def main() -> None:
         publish_s = time.monotonic() - start
         time.sleep(1.0)  # let the last updates land
         cpu_used, wall = cpu_seconds(worker) - cpu_before, time.monotonic() - wall_before
+        rss_after = rss_kib(worker)
 
         out = clients.stdout.read()
         clients.wait(60)
@@ -189,6 +200,10 @@ def main() -> None:
         print(f"latency publish -> client receipt: p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
               f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms (target p99 <= 50 ms)")
         print(f"web worker CPU: {cpu_used:.2f}s over {wall:.1f}s = {100 * cpu_used / wall:.0f}% of one core")
+        per_socket = 1 / max(1, result["connected"])  # KiB of the delta per connected socket
+        print(f"web worker memory: {rss_empty / 1024:.0f} MiB before the clients, {rss_idle / 1024:.0f} MiB with them "
+              f"idle ({(rss_idle - rss_empty) * per_socket:.0f} KiB per socket), {rss_after / 1024:.0f} MiB after "
+              f"the updates ({(rss_after - rss_empty) * per_socket:.0f} KiB per socket)")
     finally:
         for process in reversed(processes):
             if process.poll() is None:

@@ -56,6 +56,7 @@ def test_nudge_wakes_every_waiter_of_the_channel(app):
 def test_without_redis_the_wait_falls_back_to_sleeping(monkeypatch):
     dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     monkeypatch.setattr(wakeups, "get_redis", lambda: dead)
+    monkeypatch.setattr(wakeups, "dedicated_pubsub", lambda: dead.pubsub(ignore_subscribe_messages=True))
     wakeups.nudge("test:wake:dead")  # logged, not raised
     with wakeups.Waiter("test:wake:dead", fallback_s=0.2) as waiter:
         started = time.monotonic()
