@@ -257,7 +257,8 @@ ANNOUNCED_TTL_S = 7 * 24 * 3600
 
 
 def _first_announcement(batch_id: str) -> bool:
-    """Claim the batch's announcement (Redis SET NX): a leg and the chord callback may both settle it."""
+    """Claim the batch's announcement (Redis SET NX): the chord callback, a redelivery of it
+    and the watchdog may each find the batch settled."""
     try:
         return bool(get_redis().set(f"batches:announced:{batch_id}", "1", nx=True, ex=ANNOUNCED_TTL_S))
     except Exception:  # better counted twice than an alert lost

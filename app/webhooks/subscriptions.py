@@ -5,7 +5,7 @@ webhooks change rarely. Each process keeps an account's active webhooks next to 
 account's webhook token in Redis; every registration or deletion replaces the token once
 its transaction has committed, and an entry whose token no longer matches is read again.
 Entries are also read again after MAX_AGE_S, in case a token write was lost with Redis.
-Reading the version before the rows means a change racing a refresh is seen next time.
+Reading the token before the rows means a change racing a refresh is seen on the next call.
 """
 from __future__ import annotations
 
