@@ -6,13 +6,24 @@ PY := $(VENV)/bin/python
 RUN_DEPS := $(VENV)/.run-deps-installed
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test chaos install system-deps bench clean
+.PHONY: run test smoke runtime-imports chaos install system-deps bench clean
+RUNTIME_IMPORTS_CHECK := ../shared/tools/check_runtime_imports.py
 
 run: $(RUN_DEPS)
 	$(PY) -m launcher
 
-test: $(DEPS) system-deps
+test: $(DEPS) system-deps runtime-imports
 	@url=$$(bash scripts/test-services.sh) && DATABASE_URL="$$url" $(PY) -m pytest $(PYTEST_ARGS)
+
+# make run installs requirements.txt only: runtime code must import nothing else.
+runtime-imports: $(DEPS)
+	@if [ -f $(RUNTIME_IMPORTS_CHECK) ]; then $(PY) $(RUNTIME_IMPORTS_CHECK); \
+	elif [ -n "$$CI" ]; then echo "$(RUNTIME_IMPORTS_CHECK) is missing"; exit 1; \
+	else echo "note: $(RUNTIME_IMPORTS_CHECK) not found; runtime imports not checked"; fi
+
+# `make run` from a clean clone of the committed tree, as a new user runs it (CI runs this).
+smoke:
+	$(PYTHON) scripts/smoke_make_run.py
 
 # The full chaos run (CI runs a reduced one as part of make test).
 chaos: $(DEPS)

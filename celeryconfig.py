@@ -1,6 +1,8 @@
 """Celery configuration (workers/__init__.py loads it with config_from_object)."""
 import os
+from zoneinfo import ZoneInfo
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from app.config import load_settings
@@ -55,12 +57,20 @@ task_routes = {
     "workers.tasks.maintenance.*": {"queue": "maintenance"},
 }
 
+
+
+class crontab_ist(crontab):
+    """A crontab read on India Standard Time (Kite's clock) while Celery itself keeps UTC."""
+    tz = ZoneInfo("Asia/Kolkata")
+
+
 beat_schedule = {
     "reconcile-open-orders": {"task": "workers.tasks.orders.reconcile_open_orders", "schedule": 5.0},
     "settle-stuck-batches": {"task": "workers.tasks.batches.settle_stuck_batches", "schedule": 15.0},
     "requeue-stranded-webhooks": {"task": "workers.tasks.webhooks.requeue_stranded_deliveries", "schedule": 60.0},
+    # Kite publishes the day's instrument dump around 08:00 IST; load it before the 09:15 open.
     "refresh-instruments-daily": {
         "task": "workers.tasks.maintenance.refresh_instruments",
-        "schedule": 24 * 3600.0,
+        "schedule": crontab_ist(hour=8, minute=15, day_of_week="mon-fri"),
     },
 }

@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from app import accounts as account_service
 from app.db import session_scope
+from app.instrument_loading import request_refresh
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,7 @@ def add_account(account_id, api_key, api_secret, access_token, if_missing):
             return
         raise click.ClickException(f"account {account_id} already exists")
     click.echo(f"account {account_id} added")
+    request_refresh()
 
 
 @accounts_cli.command("list")
@@ -67,6 +69,6 @@ def upgrade(revision):
 @instruments_cli.command("refresh")
 def refresh_instruments():
     """Load the broker's instrument dump now, in this process."""
-    from workers.tasks.maintenance import refresh_instruments as task
+    from app.instrument_loading import refresh_from_broker
 
-    click.echo(f"{task.run()} instruments loaded")
+    click.echo(f"{refresh_from_broker()} instruments loaded")

@@ -2,7 +2,8 @@
 
 `ok`: everything answers. `degraded`: the service accepts requests but a
 non-critical part is missing (broker unreachable or refusing an account's
-session, stream silent while subscriptions exist) — orders queue up and go out when it returns. 503: the
+session, stream silent while subscriptions exist, no instrument registry yet) —
+orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
 """
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import requests
 from sqlalchemy import func, select, text
 
 from app.config import load_settings
 from app.db import new_session
+from app.instrument_loading import is_stale, registry_state
 from app.models import Order, Subscription
+from app.order_view import iso
 from app.redis_client import get_redis
 
 QUEUES = ("orders", "batches", "webhooks", "maintenance")
@@ -37,6 +41,17 @@ def _timed(check):
 def _database():
     with new_session() as session:
         session.execute(text("SELECT 1"))
+
+
+def _instruments():
+    """The registry's size and age; empty means every order is refused as unknown."""
+    with new_session() as session:
+        count, loaded_at = registry_state(session)
+    if not count:
+        raise RuntimeError("the instrument registry is empty (a worker loads it from the broker)")
+    return {"count": count, "loaded_at": iso(loaded_at),
+            "age_s": round((datetime.now(timezone.utc) - loaded_at).total_seconds()),
+            "stale": is_stale(loaded_at)}
 
 
 def _redis():
@@ -101,6 +116,7 @@ def report() -> tuple[dict, int]:
     critical_down = checks["database"]["status"] != "ok" or checks["redis"]["status"] != "ok"
 
     if checks["database"]["status"] == "ok":
+        checks["instruments"] = _timed(_instruments)
         with new_session() as session:
             counts = dict(session.execute(select(Order.status, func.count()).group_by(Order.status)).all())
             subscriptions = session.scalar(select(func.count()).select_from(Subscription)) or 0

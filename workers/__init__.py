@@ -1,6 +1,6 @@
 """The Celery application: `celery -A workers worker|beat|flower`."""
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 TASK_MODULES = [
     "workers.tasks.batches",
@@ -19,3 +19,12 @@ def _fresh_connections(**_kwargs) -> None:
     from app.db import reset_engine
 
     reset_engine()
+
+
+@worker_ready.connect
+def _load_instruments_if_stale(**_kwargs) -> None:
+    # A fresh deployment starts with an empty registry, and a restarted one may hold
+    # yesterday's: the first worker up loads it (the task is a no-op when it is fresh).
+    from app.instrument_loading import REFRESH_TASK
+
+    app.send_task(REFRESH_TASK, kwargs={"only_if_stale": True})

@@ -8,6 +8,7 @@ from app.auth import authenticate, require_account, require_admin
 from app.broker import exchange_request_token
 from app.db import session_scope
 from app.errors import ApiError
+from app.instrument_loading import request_refresh
 
 blp = Blueprint("accounts", __name__, description="Kite accounts")
 
@@ -56,7 +57,9 @@ def create_account(body):
                                                   body["api_secret"], body.get("access_token"))
         except account_service.AccountExists:
             raise ApiError(409, f"account {body['account_id']!r} already exists")
-        return account_service.public_view(account)
+        view = account_service.public_view(account)
+    request_refresh()  # the first account lets the instrument registry load
+    return view
 
 
 @blp.route("/accounts", methods=["GET"])
@@ -104,6 +107,7 @@ def create_session(body, account_id):
         raise ApiError(503, f"broker unreachable: {type(exc).__name__}", "broker_unavailable")
     with session_scope() as session:
         account_service.set_access_token(session, account_id, data["access_token"], data.get("user_id"))
+    request_refresh()
     login_time = data.get("login_time")
     return {"account_id": account_id, "broker_user_id": data.get("user_id"),
             "login_time": login_time.isoformat() if hasattr(login_time, "isoformat") else login_time}

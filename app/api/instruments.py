@@ -6,7 +6,9 @@ from marshmallow import Schema, fields, validate
 
 from app.auth import authenticate, require_admin
 from app.errors import ApiError
+from app.instrument_loading import REFRESH_TASK
 from app.instruments import registry
+from app.task_client import send_task
 
 blp = Blueprint("instruments", __name__, description="Instrument registry")
 
@@ -66,7 +68,5 @@ def get_instrument(instrument_token):
 def refresh():
     """Reload the broker's instrument dump now (admin); runs on the maintenance queue."""
     require_admin()
-    from workers.tasks.maintenance import refresh_instruments
-
-    result = refresh_instruments.delay()
+    result = send_task(REFRESH_TASK)
     return {"task_id": result.id}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+from app.task_client import send_task
+
 log = logging.getLogger(__name__)
 
 PLACE = "workers.tasks.orders.place_order"
@@ -15,10 +17,8 @@ CANCEL = "workers.tasks.orders.cancel_order"
 
 
 def _send(name: str, args: list, kwargs: dict | None = None, **options) -> bool:
-    from workers import app as celery_app
-
     try:
-        celery_app.send_task(name, args=args, kwargs=kwargs or {}, **options)
+        send_task(name, args, kwargs, **options)
         return True
     except Exception:
         log.exception("order task not enqueued; the reconciler will pick it up", extra={"task": name})

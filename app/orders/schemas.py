@@ -10,6 +10,7 @@ from decimal import Decimal
 from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate,
                          validates_schema)
 
+from app.instrument_loading import refresh_for_unknown_symbol
 from app.instruments import registry
 
 TRANSACTION_TYPES = ("BUY", "SELL")
@@ -133,6 +134,8 @@ class OrderRequestSchema(Schema):
     def _check_against_instrument(self, data, **_kw):
         errors: dict = {}
         info = registry().by_symbol(data["exchange"], data["tradingsymbol"])
+        if info is None and refresh_for_unknown_symbol():
+            info = registry().by_symbol(data["exchange"], data["tradingsymbol"])
         if info is None:
             raise ValidationError({"tradingsymbol": [
                 f"{data['exchange']}:{data['tradingsymbol']} is not a known instrument"]})
