@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
@@ -31,19 +32,35 @@ def _safely(write) -> None:
 
 
 class ClusterCounter:
-    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> None:
+    """A counter in a Redis hash, one field per series (its label values as a JSON list).
+
+    `series`: the label values known in advance (one tuple per series, in `labelnames` order),
+    exported at 0 until first counted, so a fresh deployment has them before any event (dashboards
+    and alert rules need a series to compute increase() on). An unlabelled counter has its one series."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = (),
+                 series: Iterable[tuple[str, ...]] = ()) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self.key = KEY.format(name=name)
+        known = [tuple(values) for values in series] if self.labelnames else [()]
+        if any(len(values) != len(self.labelnames) for values in known):
+            raise ValueError(f"{name}: every known series needs a value for each of {self.labelnames}")
+        self._zeros = {self._field(values): 0.0 for values in known}
         _metrics.append(self)
 
+    @staticmethod
+    def _field(values) -> str:
+        return json.dumps([str(v) for v in values])
+
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        field = json.dumps([str(labels[n]) for n in self.labelnames])
+        field = self._field(labels[n] for n in self.labelnames)
         _safely(lambda redis: redis.hincrbyfloat(self.key, field, amount))
 
     def collect(self, redis):
         family = CounterMetricFamily(self.name.removesuffix("_total"), self.documentation, labels=self.labelnames)
-        for field, value in sorted(_decoded(redis.hgetall(self.key)).items()):
-            family.add_metric(json.loads(field), float(value))
+        values = {**self._zeros, **{field: float(v) for field, v in _decoded(redis.hgetall(self.key)).items()}}
+        for field, value in sorted(values.items()):
+            family.add_metric(json.loads(field), value)
         yield family
 
 

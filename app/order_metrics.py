@@ -22,9 +22,27 @@ log = logging.getLogger(__name__)
 
 ORDER_REQUESTS = Counter("order_requests_total", "Order REST requests by operation and answer status",
                          ["operation", "status"])
+# The statuses each counted route (`_counted(operation)` in app/api/orders.py) can answer: the
+# responses its OpenAPI entry documents, plus 500 for an unexpected error. Created at 0 here so a
+# fresh deployment already has these series: dashboards and alert rules need one before the first
+# request (tests/ops/test_metrics_series.py checks the table against the routes).
+ORDER_REQUEST_STATUSES = {
+    "place": (200, 202, 400, 403, 404, 409, 422, 500),
+    "list": (200, 400, 403, 404, 422, 500),
+    "dead_letter": (200, 400, 403, 404, 422, 500),
+    "get": (200, 404, 500),
+    "modify": (202, 400, 404, 409, 422, 500),
+    "cancel": (202, 404, 409, 500),
+    "replay": (202, 404, 409, 500),
+}
+for _operation, _statuses in ORDER_REQUEST_STATUSES.items():
+    for _status in _statuses:
+        ORDER_REQUESTS.labels(operation=_operation, status=str(_status))
+del _operation, _statuses, _status
 EXECUTION = ClusterHistogram(
     "order_execution_duration_seconds", "Order REST accept to broker acknowledgement",
     buckets=(0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
+# Unlabelled cluster counters are exported at 0 until the first increment (app.cluster_metrics).
 RETRIES = ClusterCounter("order_retries_total", "Order placement retries after transient failures")
 DEAD_LETTERS = ClusterCounter("order_dead_letter_total", "Orders dead-lettered after their last attempt")
 
@@ -71,7 +89,8 @@ class OrderStateCollector:
 
 
 def _breaker_states(breaker) -> dict[str, int]:
-    """Every account, closed by default, with the breakers that have state."""
+    """Every registered account, closed by default, with the breakers that have state: each account
+    has its series (at 0) from the start, before its breaker ever records a failure."""
     from sqlalchemy import select
 
     from app.db import new_session

@@ -1,7 +1,11 @@
 """Batch metrics, counted in the worker that settles a batch and exported by the web process."""
+from app.batches.service import FINAL_BATCH
 from app.cluster_metrics import ClusterCounter, ClusterHistogram
 
-batch_orders_total = ClusterCounter("batch_orders_total", "Settled batches by final status", ("status",))
+# Every final status is exported at 0 until its first batch, so a fresh deployment has the series
+# (the BatchRollbackFailed alert's `status="ROLLBACK_FAILED"` among them).
+batch_orders_total = ClusterCounter("batch_orders_total", "Settled batches by final status", ("status",),
+                                    series=[(status,) for status in sorted(FINAL_BATCH)])
 batch_duration_seconds = ClusterHistogram(
     "batch_duration_seconds", "Batch request accepted → settled",
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60))

@@ -3,6 +3,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_CONNECTIONS = Gauge("active_websocket_connections", "Open WebSocket connections", ["endpoint"],
                            multiprocess_mode="livesum")
+# The `endpoint` of every client (app/realtime/routes.py: "orders" for /ws/orders/{account_id} and its
+# /advanced alias, "orders_all" for /ws/orders, "ticks" for /ws/ticks). Created at 0 so a fresh
+# deployment has each series before the first connection (in multiprocess mode, in every worker's file).
+WEBSOCKET_ENDPOINTS = ("orders", "orders_all", "ticks")
+for _endpoint in WEBSOCKET_ENDPOINTS:
+    ACTIVE_CONNECTIONS.labels(_endpoint)
+del _endpoint
 ORDER_UPDATE_LATENCY = Histogram(
     "order_update_latency_seconds", "From an order update's timestamp to its send to a WebSocket client",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),

@@ -27,9 +27,13 @@ from app.webhooks.url_safety import UnsafeUrl, resolve_public
 
 log = logging.getLogger(__name__)
 
-# Counted in the worker, exported by the web process's /metrics (app.cluster_metrics).
+# Counted in the worker, exported by the web process's /metrics (app.cluster_metrics); every
+# outcome counted in attempt() below is exported at 0 until it first happens, so a fresh
+# deployment has the series (the WebhookDeliveriesFailing alert's `status="failed"` among them).
+DELIVERY_OUTCOMES = ("delivered", "retrying", "failed")
 DELIVERIES = ClusterCounter("webhook_deliveries_total",
-                            "Webhook delivery outcomes (retrying: an attempt failed, more follow)", ("status",))
+                            "Webhook delivery outcomes (retrying: an attempt failed, more follow)", ("status",),
+                            series=[(outcome,) for outcome in DELIVERY_OUTCOMES])
 DELIVER_TASK = "workers.tasks.webhooks.deliver_webhook"
 MAX_ERROR_CHARS = 500
 

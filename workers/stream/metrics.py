@@ -16,6 +16,15 @@ TICKS_DROPPED = Counter(
     "Ticks not published: reason=breaker_open|redis_error|queue_full",
     ["reason"],
 )
+# Created at 0 so a fresh stream process has these series before the first tick (rate() and the
+# StreamTicksDropped alert need one): `kind` as counted by the batcher, `reason` the publisher's
+# failed PublishResult values (workers/stream/publisher.py imports this module, hence the literals)
+# and the pool's queue_full.
+for _kind in ("options", "underlying"):
+    TICKS_PUBLISHED.labels(kind=_kind)
+for _reason in ("breaker_open", "redis_error", "queue_full"):
+    TICKS_DROPPED.labels(reason=_reason)
+del _kind, _reason
 BATCH_SIZE = Histogram(
     "stream_batch_size_ticks",
     "Ticks per flushed batch (after keeping the latest tick per token)",
