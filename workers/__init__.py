@@ -1,6 +1,6 @@
 """The Celery application: `celery -A workers worker|beat|flower`."""
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import after_setup_logger, worker_process_init, worker_ready
 
 TASK_MODULES = [
     "workers.tasks.batches",
@@ -11,6 +11,15 @@ TASK_MODULES = [
 
 app = Celery("ticker", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
+
+
+@after_setup_logger.connect
+def _quiet_periodic_tasks(**_kwargs) -> None:
+    # Worker and beat: the beat schedule's tasks log "sending due" / "received" /
+    # "succeeded" at DEBUG; they say at INFO what they did, when they did something.
+    from workers import periodic_logging
+
+    periodic_logging.install(app)
 
 
 @worker_process_init.connect

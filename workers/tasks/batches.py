@@ -136,4 +136,9 @@ def settle_stuck_batches(older_than_s: float = WATCHDOG_AFTER_S) -> list[str]:
         elif status in FINAL_BATCH:
             settlement.announce(batch_id)
         settled.append(batch_id)
+    if settled:
+        log.info("watchdog settled %d stuck batch(es): %s", len(settled), ", ".join(settled),
+                 extra={"batch_ids": settled})
+    else:
+        log.debug("watchdog: no stuck batch", extra={"running_old": len(stuck)})
     return settled

@@ -91,7 +91,21 @@ def reconcile_open_orders(queued_lost_after: float | None = None) -> dict:
             dispatch.enqueue_placement(order_id, account_id)
         summary[account_id] = {"checked": report["checked"], "updated": report["updated"],
                                "requeued": len(report["requeue"])}
+    _report_reconciliation(summary)
     return summary
+
+
+def _report_reconciliation(summary: dict) -> None:
+    """One INFO line when the reconciler changed something; DEBUG otherwise (it runs every few seconds)."""
+    repaired = sum(s["updated"] for s in summary.values())
+    requeued = sum(s["requeued"] for s in summary.values())
+    if not (repaired or requeued):
+        log.debug("reconciler: nothing to repair", extra={"accounts": len(summary)})
+        return
+    accounts = sorted(a for a, s in summary.items() if s["updated"] or s["requeued"])
+    done = [f"repaired {repaired} order(s)" if repaired else "", f"re-enqueued {requeued} lost" if requeued else ""]
+    log.info("reconciler %s (accounts: %s)", " and ".join(d for d in done if d), ", ".join(accounts),
+             extra={"repaired": repaired, "requeued": requeued, "accounts": accounts})
 
 
 __all__ = ["place_order", "modify_order", "cancel_order", "reconcile_open_orders", "longest_hold_s",

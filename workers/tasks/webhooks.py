@@ -1,8 +1,12 @@
 """Webhook delivery on the `webhooks` queue: one attempt per run, retried with backoff."""
 from __future__ import annotations
 
+import logging
+
 from app.webhooks import delivery
 from workers import app
+
+log = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name="workers.tasks.webhooks.deliver_webhook", max_retries=None, acks_late=True)
@@ -20,4 +24,9 @@ def requeue_stranded_deliveries() -> int:
     found = delivery.stranded()
     for delivery_id, attempts in found:
         delivery.enqueue(delivery_id, round_start=attempts)
+    if found:
+        log.info("requeued %d stranded webhook deliver%s", len(found), "y" if len(found) == 1 else "ies",
+                 extra={"delivery_ids": [delivery_id for delivery_id, _ in found]})
+    else:
+        log.debug("no stranded webhook delivery")
     return len(found)
