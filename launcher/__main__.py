@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from honcho.environ import parse_procfile
@@ -87,6 +91,23 @@ def prepare_database() -> None:
             request_refresh()  # as any registration does; the worker loads the instruments
 
 
+def announce_when_up(health_url: str, lines: list[str], timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health_url, timeout=2):
+                break
+        except urllib.error.HTTPError:
+            break  # it answers (503 while Redis or the database is down: /health says why)
+        except OSError:
+            time.sleep(0.5)
+    else:
+        return
+    say("ready")
+    for line in lines:
+        say(line)
+
+
 def main() -> int:
     os.chdir(PROJECT_ROOT)
     INSTANCE.mkdir(exist_ok=True)
@@ -106,12 +127,18 @@ def main() -> int:
         for name in PROCESSES:
             manager.add_process(name, procfile.processes[name], env=dict(os.environ))
         port = os.environ["PORT"]
-        say("starting " + ", ".join(PROCESSES))
-        say(f"API        http://127.0.0.1:{port}/   (docs /docs, health /health, metrics /metrics)")
-        say(f"Flower     http://127.0.0.1:{os.environ.get('FLOWER_PORT', '5555')}/")
+        where = [f"API        http://127.0.0.1:{port}/   (dashboard /, docs /docs, health /health, metrics /metrics)",
+                 f"Flower     http://127.0.0.1:{os.environ.get('FLOWER_PORT', '5555')}/"]
         if generated_key:
-            say(f"API key    {generated_key}   (admin, send as X-API-Key; set API_KEYS to choose your own)")
-        say("Ctrl-C stops everything")
+            where.append(f"API key    {generated_key}   (admin, send as X-API-Key; set API_KEYS to choose your own)")
+        where.append("Ctrl-C stops everything")
+        say("starting " + ", ".join(PROCESSES))
+        for line in where:
+            say(line)
+        if "web" in PROCESSES:
+            # The processes' start-up banners push those lines off the screen: say them again once up.
+            threading.Thread(target=announce_when_up, args=(f"http://127.0.0.1:{port}/health", where),
+                             daemon=True).start()
         manager.loop()
         return manager.returncode or 0
     finally:

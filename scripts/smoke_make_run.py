@@ -113,6 +113,17 @@ def processes_of(session_id: int, clone: Path) -> list[str]:
     return found
 
 
+def check_console(log_path: Path, launcher: subprocess.Popen) -> None:
+    """The launcher's URLs and key come again once the stack is up; periodic tasks stay quiet."""
+    wait_for("the launcher to say it is ready", lambda: "[launcher] ready" in log_path.read_text(errors="replace"),
+             STEP_S, launcher)
+    noisy = [line for line in log_path.read_text(errors="replace").splitlines()
+             if "reconcile_open_orders" in line or "Sending due task" in line]
+    if noisy:
+        raise SmokeFailure("periodic tasks still log at INFO:\n  " + "\n  ".join(noisy[:5]))
+    say("console: the launcher's lines came again when the stack was up; no periodic-task noise")
+
+
 def check_stack(base: str, clone: Path, launcher: subprocess.Popen) -> None:
     def healthy():
         status, body, _ = http("GET", f"{base}/health")
@@ -194,6 +205,7 @@ def main() -> int:
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
             check_stack(base, clone, launcher)
+            check_console(log_path, launcher)
             stop_with_ctrl_c(launcher, clone)
     except (SmokeFailure, OSError, ValueError, KeyError, StopIteration) as exc:
         say(f"FAILED: {type(exc).__name__}: {exc}")
