@@ -1,16 +1,10 @@
-"""Celery configuration (workers/__init__.py loads it with config_from_object)."""
-import os
+"""Celery configuration, the same for the workers and for the web's task client
+(app.core.task_client.configure_celery loads it and adds the broker URL and visibility
+timeout from the settings)."""
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
 from kombu import Exchange, Queue
-
-from app.config import load_settings
-
-_settings = load_settings()
-
-broker_url = _settings.redis_url
-result_backend = _settings.redis_url
 
 # JSON only: no pickle from the broker into the worker.
 task_serializer = "json"
@@ -37,9 +31,8 @@ broker_connection_retry_on_startup = True
 # limit (60 s) + broker call timeout (7 s) + the longest retry countdown held by the
 # worker as an ETA message (ORDER_RETRY_CAP_S, 30 s). 300 s leaves a wide margin
 # while a lost worker's orders are still redelivered within five minutes (the beat
-# reconciler repairs their status sooner).
-broker_transport_options = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300"))}
-result_backend_transport_options = broker_transport_options
+# reconciler repairs their status sooner). CELERY_VISIBILITY_TIMEOUT (the settings) sets it;
+# configure_celery puts it into broker_transport_options.
 task_time_limit = 60
 task_soft_time_limit = 45
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from app.config import INSTANCE_DIR, Settings, load_settings
+from app.core.config import INSTANCE_DIR, Settings, configure, get_settings
 
 log = logging.getLogger("app.access")
 
@@ -20,13 +20,13 @@ PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_jso
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
-    from app.auth import authenticate, parse_api_keys
-    from app import http_metrics
-    from app.errors import ApiError, register_error_handlers
-    from app.extensions import api, metrics, sock
-    from app.logs import configure_logging, correlation_id
+    from app.web.auth import authenticate, parse_api_keys
+    from app.web import http_metrics
+    from app.web.errors import ApiError, register_error_handlers
+    from app.web.extensions import api, metrics, sock
+    from app.core.logs import configure_logging, correlation_id
 
-    settings = settings or load_settings()
+    settings = configure(settings) if settings else get_settings()
     configure_logging(settings.log_level)
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
@@ -87,7 +87,7 @@ def _has_nul() -> bool:
 
 
 def _register_routes(app: Flask, api) -> None:
-    from app.api import blueprints
+    from app.web.api import blueprints
 
     for blueprint in blueprints():
         api.register_blueprint(blueprint)
@@ -95,7 +95,8 @@ def _register_routes(app: Flask, api) -> None:
 
 def _register_service_metrics(metrics) -> None:
     """Figures counted by workers in Redis and live-state gauges, read when /metrics is scraped."""
-    from app import cluster_metrics, order_metrics
+    from app.core import cluster_metrics
+    from app.orders import metrics as order_metrics
     from app.batches import metrics as _batch_metrics  # noqa: F401  (defines its cluster metrics)
     from app.webhooks import delivery as _webhook_delivery  # noqa: F401  (likewise)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.crypto import decrypt, encrypt
+from app.core.crypto import decrypt, encrypt
 from app.models import Account
 
 

@@ -7,8 +7,8 @@ import click
 from flask.cli import AppGroup
 
 from app import accounts as account_service
-from app.db import session_scope
-from app.instrument_loading import request_refresh
+from app.core.db import session_scope
+from app.market.instrument_refresh import request_refresh
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,6 +69,6 @@ def upgrade(revision):
 @instruments_cli.command("refresh")
 def refresh_instruments():
     """Load the broker's instrument dump now, in this process."""
-    from app.instrument_loading import refresh_from_broker
+    from app.market.instrument_refresh import refresh_from_broker
 
     click.echo(f"{refresh_from_broker()} instruments loaded")

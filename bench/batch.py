@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with bench_stack(worker_concurrency=4, broker_faults={"latency_ms": args.latency_ms}) as (app, server, broker, headers):
-        from app.instruments import registry
+        from app.market.instruments import registry
 
         legs = condor(registry().all())
         base = server.url

@@ -278,7 +278,7 @@ def batch_loop(base, key, account, symbols, stats, stop, interval):
 # snapshot (or after 60 s);  parent -> ("stop", start_seq, end_seq) at the end of the run;  child -> ("result",
 # dict) after waiting (at most WS_DRAIN_S) for its open sockets to reach end_seq.
 
-UPDATE_PREFIX = '{"type": "order_update"'  # app.order_updates.build_message, json.dumps(): type, account_id, seq, data, timestamp
+UPDATE_PREFIX = '{"type": "order_update"'  # app.orders.updates.build_message, json.dumps(): type, account_id, seq, data, timestamp
 WS_DRAIN_S = 10.0
 CLOSE_NAMES = {1000: "normal", 1001: "going away", 1006: "abnormal", 1008: "policy violation",
                1011: "internal error", 1012: "service restart", 1013: "try again later"}

@@ -28,7 +28,7 @@ SECOND_ACCOUNT = {"api_key": "bench-sustained", "api_secret": "bench-secret-2", 
 
 
 def pick_option():
-    from app.instruments import registry
+    from app.market.instruments import registry
 
     options = sorted((i for i in registry().all() if i.segment == "NFO-OPT" and i.instrument_type == "CE"),
                      key=lambda i: i.strike)
@@ -43,7 +43,7 @@ def order_body(option) -> dict:
 def acked(order_ids: list[str], timeout: float = 120.0) -> list:
     from sqlalchemy import select
 
-    from app.db import new_session
+    from app.core.db import new_session
     from app.models import Order
 
     deadline = time.monotonic() + timeout
@@ -69,7 +69,7 @@ def main() -> None:
 
     with bench_stack(worker_concurrency=args.workers) as (app, server, broker, headers):
         from app import accounts as account_service
-        from app.db import session_scope
+        from app.core.db import session_scope
 
         broker.add_account(**SECOND_ACCOUNT)
         with session_scope() as session:

@@ -65,7 +65,7 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
     from app import create_app
     from app import accounts as account_service
     from app.cli import alembic_config
-    from app.db import session_scope
+    from app.core.db import session_scope
     from sim.harness import PaperBroker
     from tests.support.processes import CeleryWorker
     from workers.tasks.maintenance import refresh_instruments

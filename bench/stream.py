@@ -349,8 +349,8 @@ def main() -> int:
 
         from app import accounts as account_service
         from app.cli import alembic_config
-        from app.db import session_scope
-        from app.instruments import registry
+        from app.core.db import session_scope
+        from app.market.instruments import registry
         from app.models import Subscription
         from sim.harness import PaperBroker
 

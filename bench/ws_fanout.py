@@ -5,7 +5,7 @@
 The web process runs as production runs it: `gunicorn -c gunicorn.conf.py -k gevent -w 1 wsgi:app`.
 The clients (aiohttp, one asyncio loop) run in a separate process; each connects to
 `/ws/orders/bench-{i % accounts}`, so every update fans out to clients/accounts
-sockets. Updates are published with app.order_updates.publish (the order worker's
+sockets. Updates are published with app.orders.updates.publish (the order worker's
 path) and carry the publisher's clock; latency = client receipt - publish.
 Prints p50/p90/p99/max latency, delivery counts, the CPU of the web worker and its
 resident memory per connected socket (idle, and after the updates).
@@ -170,7 +170,7 @@ def main() -> None:
         time.sleep(1.0)
         rss_idle = rss_kib(worker)
 
-        from app.order_updates import publish
+        from app.orders.updates import publish
 
         cpu_before, wall_before = cpu_seconds(worker), time.monotonic()
         interval, published, start = 1.0 / args.rate, 0, time.monotonic()

@@ -21,6 +21,8 @@ from pathlib import Path
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from app.core.config import configure
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = PROJECT_ROOT / "instance"
 # Processes `make run` starts from the Procfile (release runs here, before them);
@@ -76,8 +78,8 @@ def prepare_database() -> None:
 
     from app import accounts as account_service
     from app.cli import alembic_config
-    from app.db import session_scope
-    from app.instrument_loading import request_refresh
+    from app.core.db import session_scope
+    from app.market.instrument_refresh import request_refresh
 
     say("migrating the database")
     command.upgrade(alembic_config(), "head")
@@ -121,6 +123,7 @@ def main() -> int:
     cleanups: list = []
     try:
         generated_key = start_embedded_services(cleanups)
+        configure()  # this process's settings, from the environment the embedded services completed
         prepare_database()
         procfile = parse_procfile((PROJECT_ROOT / "Procfile").read_text())
         manager = Manager()

@@ -3,8 +3,8 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from app.config import load_settings
-from app.db import make_engine
+from app.core.config import get_settings
+from app.core.db import make_engine
 from app.models import Base
 
 config = context.config
@@ -15,7 +15,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("database_url") or load_settings().database_url
+    return config.attributes.get("database_url") or get_settings().database_url
 
 
 def run_migrations_offline() -> None:

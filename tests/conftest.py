@@ -25,6 +25,16 @@ def test_env():
     return TEST_ENV
 
 
+@pytest.fixture()
+def settings_override():
+    """`settings_override(name=value, ...)` changes this process's settings for one test."""
+    from app.core import config
+
+    before = config.get_settings()
+    yield lambda **changes: config.configure(config.get_settings(), **changes)
+    config.configure(before)
+
+
 @pytest.fixture(scope="session")
 def db_schema(test_env):
     """The migrated schema (alembic upgrade head on the empty test database)."""
@@ -75,11 +85,14 @@ def paper_broker(live_server):
 
 @pytest.fixture(scope="session")
 def broker_env(paper_broker):
-    """Point the service (this process and the workers it starts) at the paper broker."""
+    """Point the service (this process's settings, and the workers it starts) at the paper broker."""
     import os
 
-    os.environ["KITE_API_ROOT"] = paper_broker.root
+    from app.core import config
+
+    os.environ["KITE_API_ROOT"] = paper_broker.root  # inherited by worker and stream processes
     os.environ["KITE_WS_ROOT"] = paper_broker.ws_root
+    config.configure(config.get_settings(), kite_api_root=paper_broker.root, kite_ws_root=paper_broker.ws_root)
     return paper_broker
 
 
@@ -87,7 +100,7 @@ def broker_env(paper_broker):
 def accounts(db_schema, broker_env):
     """Accounts `primary` and `other` registered with paper-broker credentials."""
     from app import accounts as account_service
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     with session_scope() as session:
         for account_id, creds in BROKER_ACCOUNTS.items():
@@ -99,7 +112,7 @@ def accounts(db_schema, broker_env):
 @pytest.fixture(scope="session")
 def instruments(accounts):
     """The paper broker's instrument dump loaded into the registry."""
-    from app.instruments import registry
+    from app.market.instruments import registry
     from workers.tasks.maintenance import refresh_instruments
 
     count = refresh_instruments.run()

@@ -1,7 +1,7 @@
 """Accounts: CLI and REST registration, encrypted secrets, the Kite login through the official client."""
 from sqlalchemy import select
 
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Account
 
 

@@ -1,7 +1,7 @@
 """API keys: no key 401, another account's key 403, admin passes; constant-time lookup."""
 import pytest
 
-from app.auth import find_principal, parse_api_keys
+from app.web.auth import find_principal, parse_api_keys
 
 
 def test_parse_api_keys_spec():

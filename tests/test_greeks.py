@@ -2,7 +2,6 @@
 
 Every check runs the production (vectorised, fixed-iteration) kernels.
 """
-import importlib
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -345,15 +344,20 @@ def test_time_to_expiry_defaults_to_now_and_needs_an_aware_now():
 
 
 def test_defaults_come_from_the_environment(monkeypatch):
+    from app.core import config
+
+    before = config.get_settings()
     monkeypatch.setenv("OPTION_GREEKS_INTEREST_RATE", "0.065")
     monkeypatch.setenv("OPTION_GREEKS_DIVIDEND_YIELD", "0.012")
     try:
-        assert (importlib.reload(defaults).DEFAULT_RATE, defaults.DEFAULT_DIVIDEND_YIELD) == (0.065, 0.012)
+        config.configure()
+        assert (defaults.default_rate(), defaults.default_dividend_yield()) == (0.065, 0.012)
         monkeypatch.delenv("OPTION_GREEKS_INTEREST_RATE")
         monkeypatch.delenv("OPTION_GREEKS_DIVIDEND_YIELD")
-        assert (importlib.reload(defaults).DEFAULT_RATE, defaults.DEFAULT_DIVIDEND_YIELD) == (0.10, 0.0)
+        config.configure()
+        assert (defaults.default_rate(), defaults.default_dividend_yield()) == (0.10, 0.0)
     finally:
-        importlib.reload(defaults)
+        config.configure(before)
 
 
 def test_warm_up_compiles_every_build():

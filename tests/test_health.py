@@ -12,9 +12,9 @@ def test_health_reports_checks_and_counts(client):
     assert body["status"] in ("ok", "degraded") and response.status_code == 200
 
 
-def test_health_is_503_while_redis_is_down(client, monkeypatch):
+def test_health_is_503_while_redis_is_down(client, settings_override):
     server = EmbeddedRedis().start()
-    monkeypatch.setenv("REDIS_URL", server.url)
+    settings_override(redis_url=server.url)
     assert client.get("/health").json["checks"]["redis"]["status"] == "ok"
     port = server.port
     server.stop()
@@ -29,15 +29,15 @@ def test_health_is_503_while_redis_is_down(client, monkeypatch):
         restarted.stop()
 
 
-def test_health_degraded_when_broker_unreachable(client, monkeypatch):
-    monkeypatch.setenv("KITE_API_ROOT", "http://127.0.0.1:9")  # discard port: nothing listens
+def test_health_degraded_when_broker_unreachable(client, settings_override):
+    settings_override(kite_api_root="http://127.0.0.1:9")  # discard port: nothing listens
     body = client.get("/health").json
     assert body["checks"]["broker"]["status"] == "down"
     assert body["status"] == "degraded"
 
 
 def test_health_checks_each_accounts_broker_session(client, accounts, paper_broker):
-    from app.redis_client import get_redis
+    from app.core.redis_client import get_redis
 
     get_redis().delete(*[f"health:broker:{a}" for a in accounts])
     body = client.get("/health").json

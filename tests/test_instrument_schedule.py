@@ -5,7 +5,7 @@ import copy
 from datetime import datetime, timedelta, timezone
 
 import celeryconfig
-from app.instrument_loading import IST, is_stale, latest_dump_time
+from app.market.instrument_refresh import IST, is_stale, latest_dump_time
 
 
 def ist(*args) -> datetime:

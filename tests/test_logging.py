@@ -3,7 +3,7 @@ import io
 import json
 import logging
 
-from app.logs import configure_logging, correlation_id, redact
+from app.core.logs import configure_logging, correlation_id, redact
 
 
 def test_redact_secrets_emails_phones():

@@ -2,7 +2,7 @@
 import json
 from datetime import datetime, timedelta
 
-from app.redis_client import get_redis
+from app.core.redis_client import get_redis
 
 
 def test_underlyings_and_chain_shape(client, headers, instruments):

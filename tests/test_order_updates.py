@@ -4,8 +4,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from app import order_updates
-from app.redis_client import get_redis
+from app.orders import updates as order_updates
+from app.core.redis_client import get_redis
 
 
 def test_concurrent_publishers_publish_in_sequence_order(test_env):

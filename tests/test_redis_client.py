@@ -4,11 +4,11 @@ from __future__ import annotations
 import threading
 import time
 
-from app.redis_client import dedicated_pubsub, get_redis
+from app.core.redis_client import dedicated_pubsub, get_redis
 
 
-def test_more_concurrent_callers_than_connections_wait_instead_of_failing(app, monkeypatch):
-    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "3")
+def test_more_concurrent_callers_than_connections_wait_instead_of_failing(app, settings_override):
+    settings_override(redis_max_connections=3)
     client = get_redis()
     assert client.connection_pool.max_connections == 3
     done, errors = [], []
@@ -30,8 +30,8 @@ def test_more_concurrent_callers_than_connections_wait_instead_of_failing(app, m
     assert time.monotonic() - started >= 0.6  # 12 calls through 3 connections took turns
 
 
-def test_a_subscriber_does_not_take_a_connection_of_the_shared_pool(app, monkeypatch):
-    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "1")
+def test_a_subscriber_does_not_take_a_connection_of_the_shared_pool(app, settings_override):
+    settings_override(redis_max_connections=1)
     client = get_redis()
     listeners = [dedicated_pubsub() for _ in range(3)]
     try:

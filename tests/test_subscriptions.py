@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from app.redis_client import get_redis
+from app.core.redis_client import get_redis
 
 
 @pytest.fixture()
 def clean_subscriptions(instruments):
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Subscription
 
     with session_scope() as session:
@@ -59,15 +59,15 @@ def test_unknown_token_and_bad_mode_are_422(client, headers, clean_subscriptions
     assert response.status_code == 422
 
 
-def test_over_capacity_is_409_and_nothing_is_stored(client, headers, clean_subscriptions, instruments, monkeypatch):
+def test_over_capacity_is_409_and_nothing_is_stored(client, headers, clean_subscriptions, instruments,
+                                                  settings_override):
     from sqlalchemy import func, select
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Account
 
     # Every streaming account (active, with a token) × 1 connection × 2 instruments.
-    monkeypatch.setenv("MAX_WS_CONNECTIONS", "1")
-    monkeypatch.setenv("MAX_INSTRUMENTS_PER_WS", "2")
+    settings_override(max_ws_connections=1, max_instruments_per_ws=2)
     with session_scope() as session:
         streaming = session.scalar(select(func.count()).select_from(Account).where(
             Account.active.is_(True), Account.access_token_enc.is_not(None)))

@@ -1,4 +1,4 @@
-"""Wake-ups on Redis pub/sub for code that waits on the database (app/wakeups.py)."""
+"""Wake-ups on Redis pub/sub for code that waits on the database (app/core/wakeups.py)."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from app import wakeups
+from app.core import wakeups
 from tests.support.ports import free_port
 
 

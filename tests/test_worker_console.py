@@ -16,7 +16,7 @@ from celery.beat import ScheduleEntry, Scheduler
 
 from tests.support.polling import wait_for
 from tests.support.processes import CeleryWorker
-from workers import app as celery_app
+from workers.celery_app import celery_app
 
 RECONCILE = "workers.tasks.orders.reconcile_open_orders"
 SETTLE = "workers.tasks.batches.settle_stuck_batches"
@@ -48,7 +48,7 @@ def lines_with(worker: CeleryWorker, text: str) -> list[str]:
 
 def queued_order(option) -> str:
     """An order recorded QUEUED and never enqueued (what a lost task leaves behind)."""
-    from app.db import new_session
+    from app.core.db import new_session
     from app.orders.schemas import validate_order
     from app.orders.service import new_order, request_hash
     from app.orders.states import QUEUED, record_event

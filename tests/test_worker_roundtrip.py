@@ -2,9 +2,9 @@
 from celery.result import AsyncResult
 from sqlalchemy import func, select
 
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Instrument
-from workers import app as celery_app
+from workers.celery_app import celery_app
 
 
 def test_refresh_enqueued_by_web_runs_in_worker(client, headers, celery_worker, instruments):

@@ -1,6 +1,6 @@
 """Batch metrics, counted in the worker that settles a batch and exported by the web process."""
 from app.batches.service import FINAL_BATCH
-from app.cluster_metrics import ClusterCounter, ClusterHistogram
+from app.core.cluster_metrics import ClusterCounter, ClusterHistogram
 
 # Every final status is exported at 0 until its first batch, so a fresh deployment has the series
 # (the BatchRollbackFailed alert's `status="ROLLBACK_FAILED"` among them).

@@ -11,12 +11,12 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.batches.schemas import validate_legs
-from app.db import new_session
+from app.core.db import new_session
 from app.models import Account, Batch, Order
-from app.order_view import iso
+from app.core.timestamps import iso
 from app.orders.service import new_order
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
-from app.wakeups import Waiter, batch_channel
+from app.core.wakeups import Waiter, batch_channel
 
 RUNNING, COMPLETED, PARTIAL = "RUNNING", "COMPLETED", "PARTIAL"
 ROLLED_BACK, ROLLBACK_FAILED = "ROLLED_BACK", "ROLLBACK_FAILED"

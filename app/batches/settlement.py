@@ -22,26 +22,25 @@ from sqlalchemy import select
 from app.batches import metrics as batch_metrics
 from app.batches.service import (COMPLETED, FINAL_BATCH, LEG_SUCCESS, PARTIAL, ROLLBACK_FAILED, ROLLED_BACK,
                                  RUNNING, batch_view, load)
-from app.db import new_session, session_scope
+from app.core.db import new_session, session_scope
 from app.models import Batch, Order, RollbackAction, utcnow
-from app.order_updates import channel as order_update_channel
-from app.order_updates import order_changed, publish
-from app.orders.execution import broker_client, describe, is_final_rejection
+from app.orders.updates import channel as order_update_channel
+from app.orders.updates import order_changed, publish
+from app.broker.client import broker_client
+from app.broker import statuses as kite_statuses
+from app.broker.errors import describe, is_final_rejection
 from app.orders.service import new_order
 from app.orders.states import CANCELLED, FINAL, OPEN, QUEUED, SUBMITTING, record_event, transition
-from app.orders.sync import apply_broker_update
-from app.redis_client import get_redis
-from app.wakeups import Waiter, batch_channel, nudge
+from app.orders.reconciliation import apply_broker_update
+from app.core.redis_client import get_redis
+from app.core.wakeups import Waiter, batch_channel, nudge
 
 log = logging.getLogger(__name__)
 
-BROKER_LIVE = {"OPEN", "TRIGGER PENDING", "OPEN PENDING", "VALIDATION PENDING", "PUT ORDER REQ RECEIVED",
-               "MODIFY PENDING", "MODIFY VALIDATION PENDING", "CANCEL PENDING", "AMO REQ RECEIVED"}
 PENDING, DONE, FAILED = "PENDING", "DONE", "FAILED"
 REVERSAL_SETTLE_S = 10.0  # how long finishing waits for reversal MARKET orders to fill
 
 
-VERDICT_BROKER_STATUSES = {"OPEN", "TRIGGER PENDING", "COMPLETE", "REJECTED", "CANCELLED"}
 VERDICT_WAIT_S = 2.0
 
 
@@ -57,7 +56,7 @@ def await_verdict(order_id: str, account_id: str, timeout_s: float = VERDICT_WAI
                 order = session.get(Order, order_id)
                 if order is None or not order.broker_order_id or order.status not in LEG_SUCCESS:
                     return
-                if order.broker_status in VERDICT_BROKER_STATUSES:
+                if order.broker_status in kite_statuses.VERDICT:
                     return
                 broker_order_id = order.broker_order_id
             remaining = deadline - time.monotonic()
@@ -82,7 +81,7 @@ def has_every_verdict(batch_id: str) -> bool:
         legs = session.execute(select(Order.status, Order.broker_status)
                                .where(Order.batch_id == batch_id, Order.role == "leg")).all()
     return bool(legs) and all(
-        broker_status in VERDICT_BROKER_STATUSES if status == OPEN else status not in (QUEUED, SUBMITTING)
+        broker_status in kite_statuses.VERDICT if status == OPEN else status not in (QUEUED, SUBMITTING)
         for status, broker_status in legs)
 
 
@@ -178,7 +177,7 @@ def prepare_rollback(action_id: int) -> tuple[str, str | None]:
         leg = session.get(Order, action.leg_order_id)
     kite = broker_client(leg.account_id)
     state = _broker_view(kite, leg.broker_order_id)
-    if state.get("status") in BROKER_LIVE:
+    if state.get("status") in kite_statuses.LIVE:
         try:
             kite.cancel_order(leg.variety, leg.broker_order_id)
         except Exception as exc:
@@ -188,7 +187,7 @@ def prepare_rollback(action_id: int) -> tuple[str, str | None]:
         state = _broker_view(kite, leg.broker_order_id)
     apply_broker_update(leg.account_id, state, source="rollback")
     filled = int(state.get("filled_quantity") or 0)
-    if state.get("status") in BROKER_LIVE:
+    if state.get("status") in kite_statuses.LIVE:
         # Still live after a cancel: leave it to the retry; reversing now could double the exit.
         raise RuntimeError(f"leg {leg.id} still {state.get('status')} after cancel")
     if filled == 0:
@@ -271,7 +270,7 @@ def announce(batch_id: str) -> dict:
 
     Safe to call more than once (the chord callback, a redelivery, the watchdog): the webhook
     event is claimed once per batch, and metrics and the alert go out with the first call only."""
-    from app import webhook_events
+    from app.webhooks import events as webhook_events
 
     with new_session() as session:
         batch = load(session, batch_id)

@@ -3,8 +3,8 @@
     from app import greeks
     greeks.warm_up()                                   # once, at worker start
     t = greeks.time_to_expiry(expiry_dates, now)       # years to 15:30 IST
-    g = greeks.iv_and_greeks(ltp, underlying, strike, t, greeks.DEFAULT_RATE,
-                             greeks.DEFAULT_DIVIDEND_YIELD, is_call)
+    g = greeks.iv_and_greeks(ltp, underlying, strike, t, greeks.default_rate(),
+                             greeks.default_dividend_yield(), is_call)
 
 Model: Black–Scholes–Merton for European options; `t` in years (ACT/365),
 continuous `r` and `q`. Units: delta and gamma per unit of spot, theta per
@@ -40,14 +40,14 @@ from app.greeks.api import (
     iv_and_greeks,
     warm_up,
 )
-from app.greeks.defaults import DEFAULT_DIVIDEND_YIELD, DEFAULT_RATE
+from app.greeks.defaults import default_dividend_yield, default_rate
 from app.greeks.expiry import time_to_expiry
 
 __all__ = [
-    "DEFAULT_DIVIDEND_YIELD",
-    "DEFAULT_RATE",
     "PARALLEL_MIN_GREEKS",
     "PARALLEL_MIN_IMPLIED",
+    "default_dividend_yield",
+    "default_rate",
     "greeks",
     "implied_volatility",
     "iv_and_greeks",

@@ -1,6 +1,10 @@
-"""Rate and dividend-yield defaults (OPTION_GREEKS_INTEREST_RATE, OPTION_GREEKS_DIVIDEND_YIELD), from app.config."""
-from app.config import load_settings
+"""Rate and dividend-yield defaults (OPTION_GREEKS_INTEREST_RATE, OPTION_GREEKS_DIVIDEND_YIELD), from the settings."""
+from app.core.config import get_settings
 
-_settings = load_settings()
-DEFAULT_RATE = _settings.option_greeks_interest_rate
-DEFAULT_DIVIDEND_YIELD = _settings.option_greeks_dividend_yield
+
+def default_rate() -> float:
+    return get_settings().option_greeks_interest_rate
+
+
+def default_dividend_yield() -> float:
+    return get_settings().option_greeks_dividend_yield

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from app.task_client import send_task
+from app.core.task_client import send_task
 
 log = logging.getLogger(__name__)
 

@@ -17,110 +17,25 @@ are Celery's.
 from __future__ import annotations
 
 import logging
-import os
-import random
-import time
-from dataclasses import dataclass
-from datetime import timedelta
 
-import requests
-from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_errors
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app import order_metrics
-from app.accounts import credentials
-from app.broker import kite_client
-from app.circuit_breaker import order_circuit_breaker
-from app.config import Settings, load_settings
-from app.db import new_session, session_scope
-from app.models import Account, Order, utcnow
-from app.order_updates import order_changed
-from app.orders.states import (DEAD_LETTER, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event,
-                               transition)
-from app.orders.sync import apply_to_order, broker_orders_by_tag
-from app.ratelimit import order_rate_limiter
+from app.broker.circuit_breaker import order_circuit_breaker
+from app.broker.client import broker_client, forget_client
+from app.broker.errors import describe, is_final_rejection
+from app.broker.rate_limit import order_rate_limiter
+from app.core.config import get_settings
+from app.core.db import new_session
+from app.models import Order, utcnow
+from app.orders import metrics as order_metrics
+from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
+from app.orders.reconciliation import apply_to_order, broker_orders_by_tag
+from app.orders.states import DEAD_LETTER, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event, transition
+from app.orders.updates import order_changed
 
 log = logging.getLogger(__name__)
-
-# How long a worker may wait in-process for its rate-limit slot before re-scheduling instead.
-MAX_INLINE_RATE_WAIT_S = 2.0
-LEASE_MARGIN_S = 2.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    action: str             # "done" | "retry" (an attempt failed) | "defer" (no attempt spent)
-    countdown: float = 0.0
-    status: str | None = None
-    error: str | None = None
-
-
-def submission_lease_s(settings: Settings | None = None) -> float:
-    """How long a SUBMITTING claim is exclusive: a lookup plus a placement, each bounded by the broker timeout."""
-    settings = settings or load_settings()
-    return 2 * settings.broker_timeout_s + LEASE_MARGIN_S
-
-
-def backoff_s(attempt: int, settings: Settings | None = None) -> float:
-    """Exponential backoff with jitter: half of min(cap, base·2^(n-1)) plus up to the other half."""
-    settings = settings or load_settings()
-    delay = min(settings.order_retry_cap_s, settings.order_retry_base_s * (2 ** max(0, attempt - 1)))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
-# ---- failure classification ------------------------------------------------------------------
-
-class Transient(Exception):
-    """A failure worth retrying: the order may or may not have reached the broker."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError, Transient)):
-        return True
-    if isinstance(exc, (kite_errors.NetworkException, kite_errors.DataException)):
-        return True  # NetworkException covers Kite's 429 "Too many requests" too
-    if isinstance(exc, kite_errors.GeneralException):
-        return getattr(exc, "code", 500) >= 500 or getattr(exc, "code", 0) == 429
-    return False
-
-
-def is_final_rejection(exc: BaseException) -> bool:
-    return isinstance(exc, kite_errors.KiteException) and not is_transient(exc)
-
-
-def describe(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}{f' ({code})' if code else ''}: {text}"[:500]
-
-
-# ---- broker clients -------------------------------------------------------------------------
-
-_clients: dict[str, tuple[float, str, KiteConnect]] = {}
-CLIENT_TTL_S = 30.0
-
-
-def broker_client(account_id: str) -> KiteConnect:
-    """A KiteConnect per account and process, reused so its HTTP connection stays open."""
-    settings = load_settings()
-    cached = _clients.get(account_id)
-    key = f"{os.getpid()}|{settings.kite_api_root}"
-    if cached and cached[1] == key and time.monotonic() - cached[0] < CLIENT_TTL_S:
-        return cached[2]
-    with new_session() as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            raise LookupError(f"account {account_id!r} not found")
-        creds = credentials(account)
-    client = kite_client(creds)
-    _clients[account_id] = (time.monotonic(), key, client)
-    return client
-
-
-def forget_client(account_id: str) -> None:
-    _clients.pop(account_id, None)
 
 
 def placement_params(order: Order) -> dict:
@@ -141,8 +56,6 @@ def placement_params(order: Order) -> dict:
         params["market_protection"] = -1  # automatic; Kite refuses these without protection
     return params
 
-
-# ---- the attempt ----------------------------------------------------------------------------
 
 def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]:
     """Compare-and-set the order into SUBMITTING. Returns (claimed order, None) or (None, what to do)."""
@@ -179,18 +92,6 @@ def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]
         session.close()
 
 
-def _finish(order_id: str, apply) -> Order | None:
-    """Lock the order, let `apply(session, order)` change it; publish if it returns True."""
-    with session_scope() as session:
-        order = session.get(Order, order_id, with_for_update=True)
-        if order is None:
-            return None
-        changed = apply(session, order)
-    if changed:
-        order_changed(order)
-    return order
-
-
 def _record_ack(order_id: str, broker_order_id: str, acked) -> Order | None:
     def apply(session, order):
         if not order.broker_order_id:
@@ -204,7 +105,7 @@ def _record_ack(order_id: str, broker_order_id: str, acked) -> Order | None:
             transition(session, order, OPEN, detail={"broker_order_id": broker_order_id})
             return True
         return first_ack
-    return _finish(order_id, apply)
+    return apply_locked(order_id, apply)
 
 
 def _adopt(order_id: str, broker_order: dict) -> Order | None:
@@ -217,7 +118,7 @@ def _adopt(order_id: str, broker_order: dict) -> Order | None:
             transition(session, order, OPEN, detail={"broker_order_id": order.broker_order_id})
             changed = True
         return changed
-    return _finish(order_id, apply)
+    return apply_locked(order_id, apply)
 
 
 def _reject(order_id: str, error: str) -> Order | None:
@@ -226,7 +127,7 @@ def _reject(order_id: str, error: str) -> Order | None:
             return False
         transition(session, order, REJECTED, error=error, detail={"source": "broker_error"})
         return True
-    return _finish(order_id, apply)
+    return apply_locked(order_id, apply)
 
 
 def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: float) -> Outcome:
@@ -246,7 +147,7 @@ def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: flo
         result["outcome"] = Outcome("retry", countdown=countdown, status=QUEUED, error=error)
         return True
 
-    _finish(order_id, apply)
+    apply_locked(order_id, apply)
     outcome = result.get("outcome", Outcome("done"))
     if outcome.status == DEAD_LETTER:
         order_metrics.count_dead_letter()
@@ -256,7 +157,7 @@ def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: flo
 def submit_order(order_id: str, max_attempts: int | None = None, account_id: str | None = None,
                  max_rate_wait_s: float = MAX_INLINE_RATE_WAIT_S) -> Outcome:
     """One attempt of the exactly-once placement of `order_id` (see the module docstring)."""
-    settings = load_settings()
+    settings = get_settings()
     max_attempts = max_attempts or settings.order_max_attempts
     lease_s = submission_lease_s(settings)
 
@@ -323,120 +224,3 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
     acked = _record_ack(order_id, str(broker_order_id), acked_at)
     breaker.record_success(account_id)
     return Outcome("done", status=acked.status if acked else OPEN)
-
-
-# ---- modify and cancel ----------------------------------------------------------------------
-
-def _refresh_from_broker(kite: KiteConnect, order_id: str, broker_order_id: str, source: str) -> None:
-    history = kite.order_history(broker_order_id)
-    if history:
-        _finish(order_id, lambda session, order: apply_to_order(session, order, history[-1], source))
-
-
-def _note_failure(order_id: str, request: str, error: str) -> None:
-    def apply(session, order):
-        record_event(session, order, order.status, order.status, error=f"{request} failed: {error}",
-                     detail={"request": request})
-        return False
-    _finish(order_id, apply)
-
-
-def change_order(order_id: str, request: str, params: dict | None, attempt: int,
-                 max_attempts: int | None = None) -> Outcome:
-    """Send a modify (`params`) or cancel of an OPEN order; transient failures retry like placements."""
-    settings = load_settings()
-    max_attempts = max_attempts or settings.order_max_attempts
-    with new_session() as session:
-        order = session.get(Order, order_id)
-        if order is None:
-            return Outcome("done", error="no such order")
-        if order.status != OPEN or not order.broker_order_id:
-            _note_failure(order_id, request, f"order is {order.status}")
-            return Outcome("done", status=order.status)
-        account_id, broker_order_id, variety = order.account_id, order.broker_order_id, order.variety
-
-    reservation = order_rate_limiter().acquire(account_id, placement=False, max_wait_s=MAX_INLINE_RATE_WAIT_S)
-    if not reservation.granted:
-        return Outcome("defer", countdown=reservation.wait_s)
-    breaker = order_circuit_breaker()
-    if not breaker.allow(account_id).allowed:
-        error = "circuit breaker open"
-    else:
-        try:
-            kite = broker_client(account_id)
-            if request == "modify":
-                kite.modify_order(variety, broker_order_id, **(params or {}))
-            else:
-                kite.cancel_order(variety, broker_order_id)
-            breaker.record_success(account_id)
-            _refresh_from_broker(kite, order_id, broker_order_id, source=request)
-            return Outcome("done")
-        except Exception as exc:
-            error = describe(exc)
-            if is_final_rejection(exc):
-                breaker.record_success(account_id)
-                _note_failure(order_id, request, error)
-                return Outcome("done", error=error)
-            breaker.record_failure(account_id)
-    if attempt >= max_attempts:
-        _note_failure(order_id, request, f"gave up after {attempt} attempts: {error}")
-        return Outcome("done", error=error)
-    return Outcome("retry", countdown=backoff_s(attempt, settings), error=error)
-
-
-# ---- reconciliation -------------------------------------------------------------------------
-
-def queued_lost_after_s(settings: Settings | None = None) -> float:
-    """A QUEUED order untouched this long has no live task: longer than any retry or rate deferral."""
-    from app.ratelimit import MINUTE_WINDOW_S
-
-    settings = settings or load_settings()
-    return max(settings.order_retry_cap_s, MINUTE_WINDOW_S, submission_lease_s(settings)) + 30.0
-
-
-def reconcile_account(account_id: str, queued_lost_after: float | None = None) -> dict:
-    """Repair missed updates of one account's live orders; returns ids of orders to (re-)enqueue."""
-    from app.orders.sync import requeue_lost, stale_orders
-
-    settings = load_settings()
-    lease_s = submission_lease_s(settings)
-    lost_after = queued_lost_after_s(settings) if queued_lost_after is None else queued_lost_after
-    with new_session() as session:
-        candidates = [o.id for o in stale_orders(session, account_id, lease_s, lost_after)]
-    report = {"checked": len(candidates), "updated": 0, "requeue": []}
-    if not candidates:
-        return report
-    kite = broker_client(account_id)
-    book = kite.orders()
-    by_tag = broker_orders_by_tag(book)
-    by_id = {str(row.get("order_id")): row for row in book or []}
-    cutoff = utcnow() - timedelta(seconds=lease_s)
-    for order_id in candidates:
-        outcome: dict = {}
-
-        def apply(session, order):
-            if order.status in FINAL and order.status != DEAD_LETTER:
-                return False
-            row = by_id.get(order.broker_order_id or "") or by_tag.get(order.tag)
-            if order.status == DEAD_LETTER and row is None:
-                return False  # really never placed: stays dead-lettered for the trader to replay
-            if row is not None:
-                changed = apply_to_order(session, order, row, source="reconcile")
-                if order.status == SUBMITTING and order.updated_at < cutoff:
-                    transition(session, order, OPEN, detail={"source": "reconcile"})
-                    changed = True
-                outcome["updated"] = changed
-                return changed
-            if order.status == SUBMITTING and order.updated_at < cutoff:
-                outcome["requeue"] = True
-                return requeue_lost(session, order, "submission lost (worker gone); re-queued by reconciliation")
-            if order.status == QUEUED:
-                outcome["requeue"] = True
-                requeue_lost(session, order, "")
-            return False
-
-        _finish(order_id, apply)
-        report["updated"] += 1 if outcome.get("updated") else 0
-        if outcome.get("requeue"):
-            report["requeue"].append(order_id)
-    return report

@@ -10,8 +10,8 @@ from decimal import Decimal
 from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate,
                          validates_schema)
 
-from app.instrument_loading import refresh_for_unknown_symbol
-from app.instruments import registry
+from app.market.instrument_refresh import refresh_for_unknown_symbol
+from app.market.instruments import registry
 
 TRANSACTION_TYPES = ("BUY", "SELL")
 PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
@@ -28,35 +28,6 @@ MAX_PRICE = 1e9
 
 # PostgreSQL text cannot hold a NUL character: a string that will be stored or looked up
 # with one must be refused as input (422 naming the field), never reach the database (500).
-NUL_FREE = validate.Regexp(r"^[^\x00]*$", error="NUL characters are not allowed")
-
-
-def nul_fields(value, _key: str | None = None) -> dict:
-    """Where a JSON document holds a NUL character, as marshmallow-style messages ({} if nowhere).
-
-    `{"legs": [{"tag": "a\\x00"}]}` → `{"legs": {"0": {"tag": ["NUL characters are not allowed"]}}}`.
-    """
-    message = ["NUL characters are not allowed"]
-    if isinstance(value, str):
-        return {"_value": message} if "\x00" in value else {}
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = ((str(i), v) for i, v in enumerate(value))
-    else:
-        return {}
-    errors: dict = {}
-    for key, item in items:
-        key = str(key)
-        if "\x00" in key:
-            errors.setdefault("_schema", message)
-            continue
-        found = nul_fields(item)
-        if found:
-            errors[key] = found.get("_value", found)
-    return errors
-
-
 _UPPER = ("exchange", "transaction_type", "product", "order_type", "validity")
 
 
@@ -248,10 +219,10 @@ def validate_modification(order, payload) -> dict:
 
 
 
-# --- Response shapes (documentation: app.order_view builds the bodies) -------------------------
+# --- Response shapes (documentation: app.orders.view builds the bodies) -------------------------
 
 class OrderEventSchema(Schema):
-    """One state transition of an order (app.order_view.event_view)."""
+    """One state transition of an order (app.orders.view.event_view)."""
 
     at = fields.String(metadata={"description": "UTC ISO-8601 with milliseconds"})
     from_status = fields.String(allow_none=True)
@@ -262,7 +233,7 @@ class OrderEventSchema(Schema):
 
 
 class OrderSchema(Schema):
-    """An order record (app.order_view.order_view)."""
+    """An order record (app.orders.view.order_view)."""
 
     id = fields.String()
     order_id = fields.String(metadata={"description": "same as `id`"})

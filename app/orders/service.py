@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import new_session, session_scope
+from app.core.db import new_session, session_scope
 from app.models import Account, Order, new_id, utcnow
-from app.order_updates import order_changed
+from app.orders.updates import order_changed
 from app.orders import dispatch
 from app.orders.schemas import validate_modification, validate_order
 from app.orders.states import CANCELLED, DEAD_LETTER, FINAL, OPEN, QUEUED, record_event

@@ -8,7 +8,7 @@ The broker's word wins over ours: an update from the broker (postback, WebSocket
 reconciliation) may move a QUEUED, SUBMITTING or DEAD_LETTER order straight to
 what the broker says, because the order exists there.
 
-Callers commit, then call `app.order_updates.order_changed(order)`.
+Callers commit, then call `app.orders.updates.order_changed(order)`.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.broker import statuses as kite_statuses
 from app.models import Order, OrderEvent, utcnow
 
 QUEUED, SUBMITTING, OPEN = "QUEUED", "SUBMITTING", "OPEN"
@@ -34,8 +35,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     REJECTED: frozenset(),
 }
 
-# Kite's intermediate statuses all mean "live at the broker"; `UPDATE` is the postback of a modification.
-_BROKER_FINAL_NAMES = {"COMPLETE": COMPLETE, "CANCELLED": CANCELLED, "REJECTED": REJECTED}
 
 
 class InvalidTransition(Exception):
@@ -43,8 +42,9 @@ class InvalidTransition(Exception):
 
 
 def from_broker_status(broker_status: str | None) -> str:
-    """Our status for a Kite order status."""
-    return _BROKER_FINAL_NAMES.get((broker_status or "").upper(), OPEN)
+    """Our status for a Kite order status: its final ones are ours too; the rest mean live at the broker."""
+    status = (broker_status or "").upper()
+    return status if status in kite_statuses.FINAL else OPEN
 
 
 def can_move(current: str, target: str) -> bool:

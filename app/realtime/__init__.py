@@ -16,7 +16,7 @@ Messages to an order client, in this order:
    account's current sequence number. On ``/ws/orders`` (admin) ``account_id`` is
    ``"*"`` and ``seq`` is ``{"account_id": seq, ...}``.
 2. ``{"type": "order_update", "account_id", "seq", "data": order record, "timestamp"}``
-   exactly as app/order_updates.py publishes it. ``seq`` rises by one per update of
+   exactly as app/orders/updates.py publishes it. ``seq`` rises by one per update of
    the account; updates already reflected in the snapshot (seq <= snapshot seq) are
    not repeated. A jump in ``seq`` means updates were missed: fetch
    ``GET /accounts/{id}/orders`` (or reconnect for a fresh snapshot).

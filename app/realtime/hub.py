@@ -18,8 +18,8 @@ from typing import Iterable
 
 import redis
 
-from app.config import load_settings
-from app.order_view import iso
+from app.core.config import get_settings
+from app.core.timestamps import iso
 from app.realtime import metrics
 from app.realtime.clients import Client, OrderClient, Outgoing, TickClient
 
@@ -44,7 +44,7 @@ class RealtimeHub:
                  tick_buffer_limit: int | None = None, slow_client_grace_s: float = 2.0) -> None:
         self.redis_url = redis_url
         # Tunables (WS_ORDER_QUEUE_MAX, WS_TICK_BUFFER_MAX, WS_SEND_BUFFER_BYTES; see app.config).
-        settings = load_settings()
+        settings = get_settings()
         self.order_queue_limit = int(order_queue_limit or settings.ws_order_queue_max)
         self.tick_buffer_limit = int(tick_buffer_limit or settings.ws_tick_buffer_max)
         self.send_buffer_bytes = settings.ws_send_buffer_bytes

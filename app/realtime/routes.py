@@ -1,4 +1,4 @@
-"""The WebSocket routes (flask-sock on a flask-smorest blueprint, registered by app.api).
+"""The WebSocket routes (flask-sock on a flask-smorest blueprint, registered by app.web.api).
 
 Authorization happens in the blueprint's before_request, i.e. before the
 handshake: a key without the account gets 403 in the JSON error shape and no socket.
@@ -11,15 +11,15 @@ import logging
 from flask import current_app, request
 from flask_smorest import Blueprint
 
-from app.auth import authenticate, require_account, require_admin
-from app.errors import ApiError
-from app.extensions import sock
+from app.web.auth import authenticate, require_account, require_admin
+from app.web.errors import ApiError
+from app.web.extensions import sock
 from app.realtime import connection
 from app.realtime.clients import (OrderClient, Outbox, SubscriptionError, TickClient, parse_subscription_message,
                                   parse_tokens, parse_underlyings)
 from app.realtime.hub import RealtimeHub, get_hub
 from app.realtime.snapshot import order_snapshot
-from app.redis_client import get_redis
+from app.core.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = 1011
@@ -71,7 +71,7 @@ def account_orders_socket(ws, account_id):
 
 @sock.route("/advanced/ws/orders/<account_id>", bp=blp)
 def account_orders_socket_alias(ws, account_id):
-    """Alias of /ws/orders/{account_id} (the old guide's path)."""
+    """Alias of /ws/orders/{account_id} (the old ticker service's path, kept for its clients)."""
     _serve_orders(ws, account_id, "orders")
 
 

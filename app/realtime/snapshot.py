@@ -5,9 +5,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Account, Order
-from app.order_view import FINAL_STATUSES, iso, order_view
+from app.core.timestamps import iso
+from app.orders.states import FINAL
+from app.orders.view import order_view
 
 SNAPSHOT_LIMIT = 1000  # the newest open orders; a client wanting more pages the REST API
 
@@ -34,7 +36,7 @@ def order_snapshot(redis, account_id: str | None) -> dict:
         accounts = [account_id]
     seqs = current_seqs(redis, accounts)
     with session_scope() as session:
-        query = select(Order).where(Order.status.not_in(FINAL_STATUSES))
+        query = select(Order).where(Order.status.not_in(FINAL))
         if account_id is not None:
             query = query.where(Order.account_id == account_id)
         orders = session.scalars(query.order_by(Order.created_at.desc()).limit(SNAPSHOT_LIMIT)).all()

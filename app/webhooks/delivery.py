@@ -15,11 +15,12 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
-from app.cluster_metrics import ClusterCounter
-from app.crypto import decrypt
-from app.db import session_scope
+from app.core.cluster_metrics import ClusterCounter
+from app.core.crypto import decrypt
+from app.core.db import session_scope
+from app.core.task_client import send_task
 from app.models import WebhookAttempt, WebhookDelivery, utcnow
-from app.order_view import iso
+from app.core.timestamps import iso
 from app.webhooks import registry
 from app.webhooks.settings import WebhookSettings, retry_delay, webhook_settings
 from app.webhooks.signing import delivery_headers
@@ -27,7 +28,7 @@ from app.webhooks.url_safety import UnsafeUrl, resolve_public
 
 log = logging.getLogger(__name__)
 
-# Counted in the worker, exported by the web process's /metrics (app.cluster_metrics); every
+# Counted in the worker, exported by the web process's /metrics (app.core.cluster_metrics); every
 # outcome counted in attempt() below is exported at 0 until it first happens, so a fresh
 # deployment has the series (the WebhookDeliveriesFailing alert's `status="failed"` among them).
 DELIVERY_OUTCOMES = ("delivered", "retrying", "failed")
@@ -68,9 +69,7 @@ def create_deliveries(session, account_id: str, event: str, data: dict) -> list[
 
 
 def enqueue(delivery_id: str, round_start: int = 0) -> None:
-    from workers import app as celery_app  # the Celery app; imported late so web startup stays light
-
-    celery_app.send_task(DELIVER_TASK, args=[delivery_id, round_start], queue="webhooks")
+    send_task(DELIVER_TASK, args=[delivery_id, round_start], queue="webhooks")
 
 
 def stranded(settings: WebhookSettings | None = None) -> list[tuple[str, int]]:

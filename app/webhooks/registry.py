@@ -4,10 +4,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from app.crypto import encrypt
+from app.core.crypto import encrypt
 from app.models import Account, Webhook, WebhookDelivery
-from app.order_view import iso
-from app.webhooks import subscriptions
+from app.core.timestamps import iso
+from app.webhooks import account_webhooks as subscriptions
 from app.webhooks.url_safety import UnsafeUrl, check_registration
 
 ORDER_EVENTS = ("order_placed", "order_completed", "order_failed", "order_cancelled", "order_rejected")

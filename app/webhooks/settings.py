@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.config import load_settings
+from app.core.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class WebhookSettings:
 
 
 def webhook_settings() -> WebhookSettings:
-    settings = load_settings()
+    settings = get_settings()
     return WebhookSettings(
         retry_base_s=settings.webhook_retry_base_s,
         retry_cap_s=settings.webhook_retry_cap_s,

@@ -26,5 +26,5 @@ def delivery_headers(delivery_id: str, secret: str, timestamp: str, body: bytes)
         "X-Webhook-Id": delivery_id,
         "X-Webhook-Timestamp": timestamp,
         "X-Webhook-Signature": signature(secret, timestamp, body),
-        "X-Webhook-Secret": secret,  # the old guide's clients compare this; new ones check the signature
+        "X-Webhook-Secret": secret,  # the old ticker service's clients compare this; new ones check the signature
     }

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Batch
 from tests.batches.conftest import iron_condor, leg, net_positions, wait_for
 from tests.conftest import BROKER_ACCOUNTS
@@ -47,7 +47,7 @@ def test_iron_condor_completes(client, headers, batch_stack, chain):
 
 def completed_batches_counted() -> float:
     from app.batches.metrics import batch_orders_total
-    from app.redis_client import get_redis
+    from app.core.redis_client import get_redis
 
     return float(get_redis().hget(batch_orders_total.key, json.dumps(["COMPLETED"])) or 0)
 

@@ -106,7 +106,7 @@ class ChaosStack:
                        "--api-key", key, "--api-secret", secret, "--access-token", token])
         self._run([sys.executable, "-m", "flask", "--app", "wsgi", "instruments", "refresh"])
         self._add("web", ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"])
-        self._add("beat", ["celery", "-A", "workers", "beat", "-l", "WARNING",
+        self._add("beat", ["celery", "-A", "workers.celery_app", "beat", "-l", "WARNING",
                            "--schedule", str(self.logdir / "beat-schedule")])
         self._add("stream", [sys.executable, "-m", "workers.stream"])
         for _ in range(self.worker_count):
@@ -127,7 +127,7 @@ class ChaosStack:
     def start_worker(self) -> Proc:
         self.worker_seq += 1
         name = f"worker-{self.worker_seq}"
-        return self._add(name, ["celery", "-A", "workers", "worker", "-Q", "orders,batches,webhooks,maintenance",
+        return self._add(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", "orders,batches,webhooks,maintenance",
                                 "-c", "2", "-l", "WARNING", "-n", f"{name}@%h", "--without-gossip",
                                 "--without-mingle"])
 

@@ -1,6 +1,6 @@
 """Chaos: orders and batches while workers die, Redis restarts and the broker misbehaves.
 
-Then the invariants of DESIGN hold: every accepted request has exactly one broker
+Then the service's invariants hold (README, "How the promises are kept"): every accepted request has exactly one broker
 order or is dead-lettered with a reason; every rolled-back batch is flat at the
 broker; no order record is lost; the stream resumed. Sizes from the environment:
 `make chaos` runs CHAOS_ORDERS=500 CHAOS_BATCHES=50; CI a reduced run.

@@ -87,7 +87,7 @@ def fresh_env(accounts):
 def account_ids(accounts):
     from sqlalchemy import select
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Account
 
     with session_scope() as session:
@@ -173,10 +173,10 @@ def _source(relative: str) -> str:
 
 def test_order_request_statuses_are_what_each_counted_route_answers(app):
     """Every `@_counted(operation)` route, and the statuses its OpenAPI entry documents (+ 500)."""
-    from app.extensions import api
+    from app.web.extensions import api
 
     routes = re.findall(r'@blp\.route\("([^"]+)", methods=\["(\w+)"\]\)\s*@_counted\("(\w+)"\)',
-                        _source("app/api/orders.py"))
+                        _source("app/web/api/orders.py"))
     assert len(routes) >= len(ORDER_REQUEST_STATUSES)
     paths = api.spec.to_dict()["paths"]
     documented: dict[str, set[str]] = {}
@@ -184,7 +184,7 @@ def test_order_request_statuses_are_what_each_counted_route_answers(app):
         responses = paths[re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)][method.lower()]["responses"]
         documented.setdefault(operation, {"500"}).update(code for code in responses if code.isdigit())
     assert documented == ORDER_REQUEST_STATUSES
-    from app.order_metrics import ORDER_REQUEST_STATUSES as created
+    from app.orders.metrics import ORDER_REQUEST_STATUSES as created
 
     assert {operation: {str(s) for s in statuses} for operation, statuses in created.items()} == documented
 

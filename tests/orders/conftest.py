@@ -22,7 +22,7 @@ def clean_faults(request):
         return
     broker = request.getfixturevalue("order_stack")
     broker.clear_faults()
-    from app.circuit_breaker import order_circuit_breaker
+    from app.broker.circuit_breaker import order_circuit_breaker
 
     for account_id in BROKER_ACCOUNTS:
         order_circuit_breaker().reset(account_id)

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import delete, update
 
-from app.db import session_scope
-from app.instrument_loading import IST, MISS_REFRESH_KEY, registry_state
-from app.instruments import registry
+from app.core.db import session_scope
+from app.market.instrument_refresh import IST, MISS_REFRESH_KEY, registry_state
+from app.market.instruments import registry
 from app.models import Account, Instrument
-from app.redis_client import get_redis
+from app.core.redis_client import get_redis
 from tests.orders.conftest import market_order
 from tests.support.polling import wait_for
 from tests.support.processes import CeleryWorker
@@ -31,7 +31,7 @@ def empty_registry() -> None:
 
 def age_registry(hours: float) -> None:
     """Make the stored dump look loaded `hours` before the latest 08:00 IST dump."""
-    from app.instrument_loading import latest_dump_time
+    from app.market.instrument_refresh import latest_dump_time
 
     loaded = latest_dump_time(datetime.now(timezone.utc)) - timedelta(hours=hours)
     with session_scope() as session:
@@ -44,7 +44,7 @@ def restore_registry(order_stack):
     """Whatever a test does to the registry, the next test finds it loaded and fresh."""
     yield
     get_redis().delete(MISS_REFRESH_KEY)
-    from app.instrument_loading import refresh_from_broker
+    from app.market.instrument_refresh import refresh_from_broker
 
     refresh_from_broker()
 

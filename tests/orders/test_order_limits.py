@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.circuit_breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from app.orders.execution import backoff_s, is_final_rejection, is_transient
-from app.ratelimit import OrderRateLimiter
+from app.broker.circuit_breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from app.broker.errors import is_final_rejection, is_transient
+from app.orders.attempts import backoff_s
+from app.broker.rate_limit import OrderRateLimiter
 
 
 @pytest.fixture()
@@ -67,7 +68,7 @@ def test_circuit_breaker_opens_probes_and_closes(account_id):
 
 
 def test_circuit_breaker_gauge_on_metrics(client, accounts):
-    from app.circuit_breaker import order_circuit_breaker
+    from app.broker.circuit_breaker import order_circuit_breaker
 
     breaker = order_circuit_breaker()
     try:
@@ -95,9 +96,9 @@ def test_failures_are_classified():
 
 
 def test_backoff_grows_with_jitter_and_respects_the_cap():
-    from app.config import load_settings
+    from app.core.config import get_settings
 
-    settings = load_settings()
+    settings = get_settings()
     for attempt in range(1, 12):
         delays = [backoff_s(attempt, settings) for _ in range(50)]
         ceiling = min(settings.order_retry_cap_s, settings.order_retry_base_s * 2 ** (attempt - 1))
@@ -106,15 +107,20 @@ def test_backoff_grows_with_jitter_and_respects_the_cap():
 
 
 @pytest.mark.parametrize("env", ["test", "production defaults"])
-def test_no_message_outlives_the_visibility_timeout(monkeypatch, env):
+def test_no_message_outlives_the_visibility_timeout(monkeypatch, settings_override, env):
     """task time limit + broker call timeout + the longest countdown stay well under the timeout,
     so Redis never hands a message to a second worker while the first still holds it."""
     import celeryconfig
+    from app.core.config import Settings
+    from workers.celery_app import celery_app
     from workers.tasks.orders import longest_hold_s
 
     if env != "test":
         for name in ("ORDER_RETRY_CAP_S", "ORDER_RETRY_BASE_S", "BROKER_TIMEOUT_S"):
             monkeypatch.delenv(name, raising=False)
-    visibility = celeryconfig.broker_transport_options["visibility_timeout"]
+        defaults = Settings()
+        settings_override(order_retry_cap_s=defaults.order_retry_cap_s, order_retry_base_s=defaults.order_retry_base_s,
+                          broker_timeout_s=defaults.broker_timeout_s)
+    visibility = celery_app.conf.broker_transport_options["visibility_timeout"]
     assert longest_hold_s() < visibility / 2, (longest_hold_s(), visibility)
     assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from app.ratelimit import order_rate_limiter
+from app.broker.rate_limit import order_rate_limiter
 from tests.orders.conftest import market_order, wait_for
 
 
@@ -129,9 +129,9 @@ def test_dead_lettered_order_found_at_the_broker_is_repaired_by_reconciliation(o
     by its tag, and the trader is not left believing a live order failed."""
     from kiteconnect import KiteConnect
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Order
-    from app.orders.execution import reconcile_account
+    from app.orders.reconciliation import reconcile_account
     from app.orders.service import new_order
     from app.orders.states import record_event
     from app.orders.schemas import validate_order

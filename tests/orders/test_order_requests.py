@@ -10,9 +10,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from app.db import new_session
+from app.core.db import new_session
 from app.models import Order
-from app.ratelimit import order_rate_limiter
+from app.broker.rate_limit import order_rate_limiter
 from tests.orders.conftest import market_order, resting_limit_order, wait_for
 
 
@@ -22,7 +22,7 @@ def _order_count() -> int:
 
 
 def _queue_length() -> int:
-    from app.redis_client import get_redis
+    from app.core.redis_client import get_redis
 
     return get_redis().llen("orders")
 
@@ -192,7 +192,7 @@ def test_postback_with_wrong_checksum_is_401_and_changes_nothing(orders, client,
 
 
 def test_websocket_order_update_is_deduplicated(orders, future):
-    from app.orders.sync import apply_broker_update
+    from app.orders.reconciliation import apply_broker_update
 
     placed = orders.place(resting_limit_order(orders.broker, future)).get_json()
     record = orders.wait_status(placed["id"], "OPEN")
@@ -210,7 +210,7 @@ def test_reconciliation_repairs_missed_updates_and_lost_tasks(orders, client, he
     from app.orders.service import new_order, request_hash
     from app.orders.schemas import validate_order
     from app.orders.states import QUEUED, record_event
-    from app.broker import kite_client
+    from app.broker.client import kite_client
     from app.accounts import Credentials
     from tests.conftest import BROKER_ACCOUNTS
     from workers.tasks.orders import reconcile_open_orders

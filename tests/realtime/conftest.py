@@ -8,7 +8,7 @@ import time
 import pytest
 import websocket
 
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Order
 
 
@@ -85,7 +85,7 @@ def new_order(account_id: str, status: str = "OPEN") -> Order:
 
 def transition(order_id: str, status: str, **changes) -> Order:
     """Commit a status change and publish it as the order worker does."""
-    from app import order_updates
+    from app.orders import updates as order_updates
 
     with session_scope() as session:
         order = session.get(Order, order_id)

@@ -10,9 +10,9 @@ import time
 import pytest
 import websocket
 
-from app import order_updates
+from app.orders import updates as order_updates
 from app.realtime.hub import get_hub
-from app.redis_client import get_redis
+from app.core.redis_client import get_redis
 from tests.realtime.conftest import Socket, wait_until
 
 SMALL_RCVBUF = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]

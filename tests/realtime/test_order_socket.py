@@ -31,7 +31,7 @@ def test_snapshot_then_complete_update(open_socket, accounts):
 
 def test_seq_rises_by_one_per_update_of_the_account(open_socket, accounts):
     order = new_order("other", "OPEN")
-    sock = open_socket("/advanced/ws/orders/other", "other")  # the old guide's path
+    sock = open_socket("/advanced/ws/orders/other", "other")  # the old ticker service's path
     snapshot = sock.next_json()
     transition(order.id, "OPEN", filled_quantity=10)
     transition(order.id, "COMPLETE", filled_quantity=50)

@@ -1,5 +1,5 @@
 """Build Kite ticker binary frames with ``struct``, straight from the spec
-(kite-protocol.md, "Ticker"), independently of the decoder under test."""
+(as sim/packets.py and Kite write them), independently of the decoder under test."""
 from __future__ import annotations
 
 import random

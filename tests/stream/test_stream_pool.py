@@ -11,7 +11,7 @@ from kiteconnect import KiteConnect
 from sim.harness import PaperBroker
 from workers.stream import frames, metrics
 from workers.stream.pool import TickerPool
-from workers.stream.subscriptions import CapacityExceeded
+from workers.stream.connection_plan import CapacityExceeded
 
 _keys = itertools.count(1)
 

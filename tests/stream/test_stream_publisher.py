@@ -5,7 +5,7 @@ import uuid
 
 import redis
 
-from workers.stream.publisher import BreakerState, CircuitBreaker, PublishResult, RedisPublisher
+from workers.stream.publisher import BreakerState, PublishBreaker, PublishResult, RedisPublisher
 
 
 def test_publishes_every_channel_and_latest_ticks_in_one_round_trip(redis_url):
@@ -34,7 +34,7 @@ def test_publishes_every_channel_and_latest_ticks_in_one_round_trip(redis_url):
 
 def test_breaker_states_with_a_manual_clock():
     now = [0.0]
-    breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=5.0, clock=lambda: now[0])
+    breaker = PublishBreaker(failure_threshold=2, reset_timeout_s=5.0, clock=lambda: now[0])
     assert breaker.allow()
     breaker.record_failure()
     assert breaker.state is BreakerState.CLOSED
@@ -52,7 +52,7 @@ def test_breaker_states_with_a_manual_clock():
 
 def test_survives_redis_stop_and_resumes_after_restart(private_redis):
     publisher = RedisPublisher.from_url(private_redis.url, timeout_s=0.3,
-                                        breaker=CircuitBreaker(failure_threshold=2, reset_timeout_s=0.5))
+                                        breaker=PublishBreaker(failure_threshold=2, reset_timeout_s=0.5))
     assert publisher.publish({"ticker:nifty:options": "1"}, {1: "one"}) is PublishResult.PUBLISHED
 
     private_redis.stop()

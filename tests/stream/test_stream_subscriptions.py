@@ -1,7 +1,7 @@
 """SubscriptionPlan: capacity, balance over accounts and connections, stickiness."""
 import pytest
 
-from workers.stream.subscriptions import CapacityExceeded, SubscriptionPlan
+from workers.stream.connection_plan import CapacityExceeded, SubscriptionPlan
 
 
 def tokens(n, start=1000):

@@ -44,7 +44,7 @@ class ChannelListener:
 def only_paper_accounts(accounts):
     """Only `primary` and `other` stream here: other tests (the API fuzzer) may have registered
     accounts of their own, and the stream leases every active account with a token."""
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Account
 
     with session_scope() as session:
@@ -59,7 +59,7 @@ def only_paper_accounts(accounts):
 @pytest.fixture(scope="module")
 def nifty_book(instruments):
     """The NIFTY index, its near future and the nearest expiry's 20 strikes around the middle."""
-    from app.instruments import underlying_instruments
+    from app.market.instruments import underlying_instruments
 
     found = underlying_instruments(instruments.all(), "NIFTY")
     expiry = min(o.expiry for o in found.options)
@@ -70,7 +70,7 @@ def nifty_book(instruments):
 
 @pytest.fixture(scope="module")
 def subscribed(app, headers, nifty_book):
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     client = app.test_client()
     from app.models import Subscription

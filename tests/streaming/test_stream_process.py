@@ -6,7 +6,7 @@ import time
 
 import websocket
 
-from app.ratelimit import order_rate_limiter
+from app.broker.rate_limit import order_rate_limiter
 from tests.streaming.conftest import ChannelListener, StreamProcess
 from tests.support.polling import wait_for
 
@@ -113,7 +113,7 @@ def test_order_updates_from_the_ticker_reach_the_order_record(stream, paper_brok
     """With postbacks off, the broker's WebSocket order message is the only way the fill arrives."""
     from kiteconnect import KiteConnect
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Order, OrderEvent
     from app.orders.service import new_order
 

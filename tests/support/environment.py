@@ -53,7 +53,7 @@ def _postgres(env: TestEnvironment | None) -> tuple[str, callable] | None:
         return None
 
     def drop() -> None:
-        from app.db import reset_engine
+        from app.core.db import reset_engine
 
         reset_engine()
         with admin.connect() as conn:
@@ -108,6 +108,9 @@ def configure_test_environment() -> TestEnvironment:
         "ORDER_RETRY_BASE_S": "0.2",
         "ORDER_RETRY_CAP_S": "2",
         "BROKER_TIMEOUT_S": "3",
+        "WEBHOOK_RETRY_BASE_S": "0.2",
+        "WEBHOOK_MAX_ATTEMPTS": "4",
+        "WEBHOOK_TIMEOUT_S": "2",
     })
     env = TestEnvironment(database_url=database_url, redis_url=redis_url, backend=backend, cleanups=cleanups)
     print(f"test database: {backend}; redis: {redis_url}")

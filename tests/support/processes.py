@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CeleryWorker:
-    """`celery -A workers worker` in a subprocess, with the test environment."""
+    """`celery -A workers.celery_app worker` in a subprocess, with the test environment."""
 
     def __init__(self, queues: str = "orders,batches,webhooks,maintenance", concurrency: int = 2,
                  extra_env: dict | None = None) -> None:
@@ -30,7 +30,7 @@ class CeleryWorker:
         env = {**os.environ, **self.extra_env}
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", self.queues,
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", self.queues,
              "-c", str(self.concurrency), "--pool", "prefork", "-l", "INFO",
              "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h", "--without-gossip", "--without-mingle"],
             cwd=PROJECT_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,

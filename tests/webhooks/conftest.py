@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,10 +11,6 @@ import pytest
 
 from tests.support.ports import free_port  # noqa: F401  (webhook tests import it from here)
 
-# Read by the Celery worker subprocess (started later, with this environment).
-os.environ.setdefault("WEBHOOK_RETRY_BASE_S", "0.2")
-os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "4")
-os.environ.setdefault("WEBHOOK_TIMEOUT_S", "2")
 
 
 @dataclass

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import time
 
-from app import webhook_events
+from app.webhooks import events as webhook_events
 from app.webhooks import delivery
 from app.webhooks.settings import webhook_settings
 from app.webhooks.signing import signature
@@ -111,7 +111,7 @@ def test_unsubscribed_events_and_other_accounts_create_nothing(client, headers, 
 
 def test_a_process_that_cached_the_accounts_webhooks_sees_registration_and_deletion(client, headers, register):
     """Each process caches an account's webhooks; a change replaces the account's token in Redis."""
-    from app.webhooks import subscriptions
+    from app.webhooks import account_webhooks as subscriptions
 
     cancelled = {"status": "CANCELLED"}
     assert webhook_events.order_changed("primary", {"order_id": new_order("primary").id, **cancelled}) == []
@@ -146,7 +146,7 @@ def test_private_address_is_refused_at_delivery_time(client, headers, receiver, 
     hook = receiver()
     webhook = register(hook.url, ["order_completed"])
     order = new_order("primary", "OPEN")
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     with session_scope() as session:
         [delivery_id] = delivery.create_deliveries(session, "primary", "order_completed",
@@ -165,7 +165,7 @@ def test_stranded_pending_delivery_is_requeued_by_beat(client, headers, celery_w
     """A delivery whose task never reached the queue (Redis down when the event fired) is not lost."""
     from datetime import timedelta
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import WebhookDelivery, utcnow
     from workers.tasks.webhooks import requeue_stranded_deliveries
 

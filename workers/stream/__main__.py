@@ -5,15 +5,15 @@ import logging
 import signal
 import sys
 
-from app.config import load_settings
-from app.logs import configure_logging
+from app.core.config import get_settings
+from app.core.logs import configure_logging
 from workers.stream.service import StreamService
 
 log = logging.getLogger("workers.stream")
 
 
 def main() -> int:
-    settings = load_settings()
+    settings = get_settings()
     configure_logging(settings.log_level)
     service = StreamService(settings, metrics_port=settings.stream_metrics_port or None)
 

@@ -5,7 +5,7 @@ KiteTicker's ``_parse_binary`` builds a dict per packet with one
 into packets once, packets of the same length are gathered into a 2-D byte
 array and every field is read for all of them in one vectorised step.
 
-Wire format (kite-protocol.md, "Ticker"): ``>H`` packet count, then per
+Wire format (Kite's binary ticker messages; sim/packets.py writes the same): ``>H`` packet count, then per
 packet ``>H`` length and the packet; every field is a big-endian unsigned
 32-bit integer, except depth ``orders`` (``>H``). Packets of another length
 are dropped silently, as KiteTicker does. A frame of 1 byte is a heartbeat.

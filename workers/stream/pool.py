@@ -1,6 +1,6 @@
 """A pool of ``kiteconnect.KiteTicker`` connections over several accounts.
 
-Twisted rules this module follows (kite-protocol-details.md §4.6–4.7):
+Twisted rules this module follows (KiteTicker runs on Twisted's reactor, one per process):
 - one reactor per process, started once in a daemon thread and never stopped
   (``KiteTicker.stop()`` is never called: the reactor cannot restart);
 - every ``connect``/``subscribe``/``set_mode``/``close`` runs on the reactor
@@ -33,7 +33,7 @@ from kiteconnect import KiteTicker
 from twisted.internet import reactor, task
 
 from workers.stream import metrics
-from workers.stream.subscriptions import Capacity, Slot, SubscriptionPlan
+from workers.stream.connection_plan import Capacity, Slot, SubscriptionPlan
 
 log = logging.getLogger(__name__)
 

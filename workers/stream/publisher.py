@@ -33,7 +33,7 @@ class BreakerState(enum.IntEnum):
     OPEN = 2
 
 
-class CircuitBreaker:
+class PublishBreaker:
     def __init__(self, failure_threshold: int = 3, reset_timeout_s: float = 2.0, clock=time.monotonic) -> None:
         self.failure_threshold = failure_threshold
         self.reset_timeout_s = reset_timeout_s
@@ -86,10 +86,10 @@ class RedisPublisher:
     """One pipeline round trip per batch: every channel's PUBLISH plus the
     HSET of the latest ticks."""
 
-    def __init__(self, client: redis.Redis, breaker: CircuitBreaker | None = None,
+    def __init__(self, client: redis.Redis, breaker: PublishBreaker | None = None,
                  latest_key: str = LATEST_TICKS_KEY) -> None:
         self.client = client
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or PublishBreaker()
         self.latest_key = latest_key
         self.published_batches = 0
         self.dropped_batches = 0

@@ -1,7 +1,7 @@
 """The `stream` process: leases accounts, keeps their ticker pool subscribed, fans ticks out.
 
     LeaseKeeper ──gained/lost──▶ TickerPool ──frames──▶ FramePump ─▶ TickBatcher ─▶ RedisPublisher
-        ▲                            ▲  order messages ──▶ app.orders.sync.apply_broker_update
+        ▲                            ▲  order messages ──▶ app.orders.reconciliation.apply_broker_update
         │ accounts (database)        │ subscriptions (database; `stream:control` wakes a reload)
 
 Several stream processes share the work: each holds a fair share of the accounts
@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from app import greeks
 from app.accounts import credentials
-from app.config import Settings, load_settings
-from app.db import new_session
-from app.instruments import option_underlyings, registry, underlying_instruments
+from app.core.config import Settings, get_settings
+from app.core.db import new_session
+from app.market.instruments import option_underlyings, registry, underlying_instruments
 from app.models import Account, Subscription
-from app.redis_client import get_redis
-from app.subscriptions import CONTROL_CHANNEL
+from app.core.redis_client import get_redis
+from app.market.subscriptions import CONTROL_CHANNEL
 from workers.stream.batcher import TickBatcher
 from workers.stream.enrich import GreeksEnricher
 from workers.stream.instruments import InstrumentBook, OptionMeta, UnderlyingTokens
@@ -36,7 +36,7 @@ from workers.stream.leases import LEASE_KEY, AccountLeases, LeaseKeeper
 from workers.stream.pool import TickerPool
 from workers.stream.publisher import RedisPublisher
 from workers.stream.pump import FramePump
-from workers.stream.subscriptions import CapacityExceeded
+from workers.stream.connection_plan import CapacityExceeded
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def assign(tokens: dict[int, tuple[str, str | None]], leased: list[str], mine: s
 class StreamService:
     def __init__(self, settings: Settings | None = None, holder_id: str | None = None,
                  metrics_port: int | None = None) -> None:
-        self.settings = settings or load_settings()
+        self.settings = settings or get_settings()
         self.holder_id = holder_id or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics_port = metrics_port
         self._stop = threading.Event()
@@ -166,7 +166,7 @@ class StreamService:
 
     @staticmethod
     def _on_order_update(account_id: str, order: dict) -> None:
-        from app.orders.sync import apply_broker_update
+        from app.orders.reconciliation import apply_broker_update
 
         apply_broker_update(account_id, order, source="websocket")
 

@@ -2,6 +2,7 @@
 
     chord(group(place_leg × legs), settle_batch)                      execution "parallel"
     chord(group(place_leg × BUY legs), place_sell_legs) → chord(...)  execution "buy_first"
+        (started by app.batches.launch, by task name)
     settle_batch → chord(group(rollback_leg × placed legs), finish_rollback)   on failure
 
 Leg tasks return a result instead of raising for business failures (a rejected
@@ -21,11 +22,13 @@ from celery import chord, group
 from sqlalchemy import select
 
 from app.batches import settlement
+from app.batches.launch import PLACE_LEG, PLACE_SELL_LEGS, SETTLE_BATCH
 from app.batches.service import FINAL_BATCH, RUNNING
-from app.db import new_session
+from app.core.db import new_session
 from app.models import Batch, utcnow
-from app.orders.execution import backoff_s, submit_order
-from workers import app
+from app.orders.attempts import backoff_s
+from app.orders.execution import submit_order
+from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +40,7 @@ WATCHDOG_AFTER_S = 60.0  # a RUNNING batch this old with no leg in flight is set
 TASK_OPTIONS = dict(bind=True, acks_late=True, reject_on_worker_lost=True)
 
 
-def launch(batch) -> None:
-    """Start the chord of a stored batch (its legs loaded); called by the web process."""
-    legs = sorted((o for o in batch.legs if o.role == "leg"), key=lambda o: o.leg_index)
-    buys = [o.id for o in legs if o.transaction_type == "BUY"]
-    sells = [o.id for o in legs if o.transaction_type == "SELL"]
-    if batch.execution == "buy_first" and buys and sells:
-        chord(group(place_leg.s(i, batch.account_id) for i in buys),
-              place_sell_legs.s(batch.id, sells, batch.account_id)).delay()
-    else:
-        chord(group(place_leg.s(o.id, batch.account_id) for o in legs), settle_batch.s(batch.id)).delay()
-
-
-@app.task(name="workers.tasks.batches.place_leg", max_retries=None, **TASK_OPTIONS)
+@celery_app.task(name=PLACE_LEG, max_retries=None, **TASK_OPTIONS)
 def place_leg(self, order_id: str, account_id: str) -> dict:
     """One leg through the single-order exactly-once path, with the batch's shorter budget."""
     outcome = submit_order(order_id, max_attempts=LEG_MAX_ATTEMPTS, account_id=account_id)
@@ -64,7 +55,7 @@ def place_leg(self, order_id: str, account_id: str) -> dict:
     return result
 
 
-@app.task(name="workers.tasks.batches.place_sell_legs", **TASK_OPTIONS)
+@celery_app.task(name=PLACE_SELL_LEGS, **TASK_OPTIONS)
 def place_sell_legs(self, buy_results: list, batch_id: str, sells: list[str], account_id: str) -> dict:
     """buy_first: short legs go out only once every long leg is in."""
     if all(r.get("success") for r in buy_results):
@@ -80,7 +71,7 @@ def start_rollback(batch_id: str, action_ids: list[int]) -> None:
         chord(group(rollback_leg.s(a) for a in action_ids), finish_rollback.s(batch_id)).delay()
 
 
-@app.task(name="workers.tasks.batches.settle_batch", **TASK_OPTIONS)
+@celery_app.task(name=SETTLE_BATCH, **TASK_OPTIONS)
 def settle_batch(self, leg_results: list, batch_id: str) -> dict:
     status, action_ids = settlement.decide(batch_id)  # a leg may have decided it already
     start_rollback(batch_id, action_ids)
@@ -89,7 +80,7 @@ def settle_batch(self, leg_results: list, batch_id: str) -> dict:
     return {"status": status}
 
 
-@app.task(name="workers.tasks.batches.rollback_leg", max_retries=ROLLBACK_MAX_RETRIES, **TASK_OPTIONS)
+@celery_app.task(name="workers.tasks.batches.rollback_leg", max_retries=ROLLBACK_MAX_RETRIES, **TASK_OPTIONS)
 def rollback_leg(self, action_id: int) -> dict:
     """Cancel or reverse one placed leg; the reversal goes through the exactly-once path."""
     try:
@@ -108,14 +99,14 @@ def rollback_leg(self, action_id: int) -> dict:
     return {"action_id": action_id, "step": step}
 
 
-@app.task(name="workers.tasks.batches.finish_rollback", **TASK_OPTIONS)
+@celery_app.task(name="workers.tasks.batches.finish_rollback", **TASK_OPTIONS)
 def finish_rollback(self, results: list, batch_id: str) -> dict:
     status = settlement.confirm_flat(batch_id)
     settlement.announce(batch_id)
     return {"status": status}
 
 
-@app.task(name="workers.tasks.batches.settle_stuck_batches", acks_late=True, ignore_result=True)
+@celery_app.task(name="workers.tasks.batches.settle_stuck_batches", acks_late=True, ignore_result=True)
 def settle_stuck_batches(older_than_s: float = WATCHDOG_AFTER_S) -> list[str]:
     """Watchdog (beat): settle RUNNING batches whose chord can no longer finish (worker lost, result expired)."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)

@@ -1,11 +1,11 @@
 """Maintenance queue: instrument refresh (at worker start, on registration, daily by beat)."""
 from __future__ import annotations
 
-from app import instrument_loading
-from workers import app
+from app.market import instrument_refresh as instrument_loading
+from workers.celery_app import celery_app
 
 
-@app.task(name=instrument_loading.REFRESH_TASK, acks_late=True)
+@celery_app.task(name=instrument_loading.REFRESH_TASK, acks_late=True)
 def refresh_instruments(account_id: str | None = None, only_if_stale: bool = False) -> int | None:
     """Load the broker's instrument dump; with `only_if_stale`, only when the registry is empty
     or older than the latest 08:00 IST dump. Returns the row count (None when it was fresh)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 import logging
 
 from app.webhooks import delivery
-from workers import app
+from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
 
 
-@app.task(bind=True, name="workers.tasks.webhooks.deliver_webhook", max_retries=None, acks_late=True)
+@celery_app.task(bind=True, name="workers.tasks.webhooks.deliver_webhook", max_retries=None, acks_late=True)
 def deliver_webhook(self, delivery_id: str, round_start: int = 0) -> str:
     result = delivery.attempt(delivery_id, round_start)
     if result.retry_in is not None:
@@ -18,7 +18,7 @@ def deliver_webhook(self, delivery_id: str, round_start: int = 0) -> str:
     return result.status
 
 
-@app.task(name="workers.tasks.webhooks.requeue_stranded_deliveries", acks_late=True, ignore_result=True)
+@celery_app.task(name="workers.tasks.webhooks.requeue_stranded_deliveries", acks_late=True, ignore_result=True)
 def requeue_stranded_deliveries() -> int:
     """Beat: give stranded PENDING deliveries a new round (nothing is lost, invariant 3)."""
     found = delivery.stranded()

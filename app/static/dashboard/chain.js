@@ -40,10 +40,15 @@ export class OptionChain {
     this.spot = null; // {instrument_token, last_price, ...}
     this.future = null;
     this.atm = null;
+    this.centerPending = false; // a new chain opens at ATM, which may only be known from the first spot tick
     this.ticksApplied = 0;
     this.flushes = 0;
     body.addEventListener("click", (event) => this.pick(event, "BUY"));
     body.addEventListener("contextmenu", (event) => this.pick(event, "SELL"));
+    // Once the trader scrolls or clicks in the chain, the chain stays where they put it.
+    for (const type of ["wheel", "touchstart", "pointerdown", "keydown"]) {
+      wrap.addEventListener(type, () => { this.centerPending = false; }, { passive: true });
+    }
   }
 
   pick(event, side) {
@@ -61,8 +66,13 @@ export class OptionChain {
     return tokens;
   }
 
-  /** Replace the table with a freshly fetched chain (the only full render). */
-  load(chain) {
+  /**
+   * Replace the table with a freshly fetched chain (the only full render).
+   * `recenter`: a new chain (first load, another underlying or expiry) opens at ATM;
+   * a reload of the same one (socket reconnect) keeps the trader's place.
+   */
+  load(chain, { recenter = true } = {}) {
+    const scroll = this.wrap.scrollTop;
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.pending.clear();
@@ -117,7 +127,9 @@ export class OptionChain {
     this.body.replaceChildren(fragment);
     this.empty.hidden = chain.strikes.length > 0;
     if (!chain.strikes.length) this.empty.textContent = "No strikes in this chain.";
+    if (recenter) this.centerPending = true; else this.wrap.scrollTop = scroll;
     this.updateMoneyness(chain.atm_strike);
+    this.followAtm();
     this.onSpot(this.spot, this.future);
     this.onChange();
   }
@@ -172,6 +184,7 @@ export class OptionChain {
     this.pending.clear();
     if (spotMoved) {
       this.updateMoneyness();
+      this.followAtm();
       this.onSpot(this.spot, this.future);
     }
     this.onChange();
@@ -228,11 +241,21 @@ export class OptionChain {
     }
   }
 
+  /** Centre ATM if the chain is new and the trader has not scrolled it yet (ticks never move it after that). */
+  followAtm() {
+    if (this.centerPending && this.atm !== null) this.centerAtm();
+  }
+
+  /** Scroll the ATM row to the middle of what shows below the sticky header. */
   centerAtm() {
     const row = this.atm !== null ? this.rows.get(this.atm) : null;
     if (!row) return;
-    const top = row.tr.offsetTop - this.wrap.clientHeight / 2 + row.tr.offsetHeight / 2;
-    this.wrap.scrollTop = Math.max(0, top);
+    this.centerPending = false;
+    const box = this.wrap.getBoundingClientRect();
+    const rowBox = row.tr.getBoundingClientRect();
+    const head = this.body.parentElement.tHead?.offsetHeight || 0;
+    const rowTop = rowBox.top - box.top - this.wrap.clientTop + this.wrap.scrollTop; // in the scrolled content
+    this.wrap.scrollTop = Math.max(0, rowTop - head - (this.wrap.clientHeight - head - rowBox.height) / 2);
   }
 
   /** Quote of the option at `strike` and `side` (CE/PE), or null. */

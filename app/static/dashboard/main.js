@@ -74,8 +74,6 @@ async function loadUnderlyings() {
 
 async function reloadChain(keepScroll = false) {
   if (!state.underlying) { chain.clear("No underlyings."); return; }
-  const wrap = $("chain-wrap");
-  const scroll = wrap.scrollTop;
   const asked = { underlying: state.underlying, expiry: state.expiry };
   let data;
   try {
@@ -92,9 +90,8 @@ async function reloadChain(keepScroll = false) {
   expiry.value = data.expiry;
   $("lot-size").textContent = data.lot_size ?? "—";
   const sameTokens = chain.chain && chain.chain.underlying === data.underlying && chain.chain.expiry === data.expiry;
-  chain.load(data);
+  chain.load(data, { recenter: !(keepScroll && sameTokens) });
   strategy.renderLegs();
-  if (keepScroll && sameTokens) wrap.scrollTop = scroll; else chain.centerAtm();
   await subscribe(chain.tokens());
   if (!sameTokens || ticks.state === "idle") ticks.restart();
 }

@@ -1,0 +1,32 @@
+"""The Celery configuration for every process, and a client that sends tasks by name.
+
+Web, CLI and domain code send tasks through `send_task` / `celery_client()` without
+importing `workers`. The client shares the workers' configuration but is not the
+current app, so a worker process keeps its own as `current_app`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from app.core.config import get_settings
+
+
+def configure_celery(celery: Celery) -> Celery:
+    """`celeryconfig` (queues, routes, acks, schedule) plus the broker and visibility timeout of the settings."""
+    settings = get_settings()
+    celery.config_from_object("celeryconfig")
+    transport = {"visibility_timeout": settings.celery_visibility_timeout}
+    celery.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url,
+                       broker_transport_options=transport, result_backend_transport_options=transport)
+    return celery
+
+
+@lru_cache(maxsize=1)
+def celery_client() -> Celery:
+    return configure_celery(Celery("ticker", set_as_current=False))
+
+
+def send_task(name: str, args: list | tuple = (), kwargs: dict | None = None, **options):
+    return celery_client().send_task(name, args=list(args), kwargs=kwargs or {}, **options)

@@ -1,0 +1,113 @@
+"""Accounts: admin registration, listing, and the Kite login (request_token → access token)."""
+from flask_smorest import Blueprint
+from kiteconnect import exceptions as kite_errors
+from marshmallow import Schema, fields, validate
+
+from app import accounts as account_service
+from app.web.auth import authenticate, require_account, require_admin
+from app.broker.client import exchange_request_token
+from app.core.db import session_scope
+from app.web.errors import ApiError
+from app.market.instrument_refresh import request_refresh
+
+blp = Blueprint("accounts", __name__, description="Kite accounts")
+
+ACCOUNT_ID = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="letters, digits, '_', '.', '-' (1-64)")
+# Credentials travel in HTTP headers to the broker: printable ASCII, no spaces.
+CREDENTIAL = validate.Regexp(r"^[\x21-\x7e]+$", error="printable ASCII without spaces")
+
+
+class AccountCreateSchema(Schema):
+    account_id = fields.String(required=True, validate=ACCOUNT_ID)
+    api_key = fields.String(required=True, validate=[validate.Length(min=1, max=64), CREDENTIAL])
+    api_secret = fields.String(required=True, validate=[validate.Length(min=1, max=256), CREDENTIAL],
+                               load_only=True)
+    access_token = fields.String(validate=[validate.Length(min=1, max=256), CREDENTIAL], load_only=True)
+
+
+class AccountSchema(Schema):
+    account_id = fields.String()
+    api_key = fields.String()
+    broker_user_id = fields.String(allow_none=True)
+    has_access_token = fields.Boolean()
+    active = fields.Boolean()
+    created_at = fields.String()
+
+
+class SessionRequestSchema(Schema):
+    request_token = fields.String(required=True, validate=[validate.Length(min=1, max=256), CREDENTIAL])
+
+
+class SessionSchema(Schema):
+    account_id = fields.String()
+    broker_user_id = fields.String(allow_none=True)
+    login_time = fields.String(allow_none=True)
+
+
+@blp.route("/accounts", methods=["POST"])
+@blp.arguments(AccountCreateSchema)
+@blp.response(201, AccountSchema)
+@blp.alt_response(409, response="CONFLICT")
+def create_account(body):
+    """Register a Kite account (admin key). Secrets are stored encrypted and never returned."""
+    require_admin()
+    with session_scope() as session:
+        try:
+            account = account_service.add_account(session, body["account_id"], body["api_key"],
+                                                  body["api_secret"], body.get("access_token"))
+        except account_service.AccountExists:
+            raise ApiError(409, f"account {body['account_id']!r} already exists")
+        view = account_service.public_view(account)
+    request_refresh()  # the first account lets the instrument registry load
+    return view
+
+
+@blp.route("/accounts", methods=["GET"])
+@blp.response(200, AccountSchema(many=True))
+def list_accounts():
+    """Accounts this API key may see (all of them for an admin key)."""
+    principal = authenticate()
+    with session_scope() as session:
+        return [account_service.public_view(a) for a in account_service.list_accounts(session)
+                if principal.may_access(a.id)]
+
+
+@blp.route("/accounts/<account_id>", methods=["GET"])
+@blp.response(200, AccountSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+def get_account(account_id):
+    require_account(account_id)
+    with session_scope() as session:
+        try:
+            return account_service.public_view(account_service.get_account(session, account_id))
+        except account_service.AccountNotFound:
+            raise ApiError(404, f"account {account_id!r} not found")
+
+
+@blp.route("/accounts/<account_id>/session", methods=["POST"])
+@blp.arguments(SessionRequestSchema)
+@blp.response(200, SessionSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+def create_session(body, account_id):
+    """Exchange a Kite `request_token` for an access token (admin key), with the official client."""
+    require_admin()
+    with session_scope() as session:
+        try:
+            creds = account_service.credentials(account_service.get_account(session, account_id))
+        except account_service.AccountNotFound:
+            raise ApiError(404, f"account {account_id!r} not found")
+    try:
+        data = exchange_request_token(creds, body["request_token"])
+    except (kite_errors.TokenException, kite_errors.InputException) as exc:
+        raise ApiError(422, f"the broker refused the request token: {exc}", "broker_rejected")
+    except kite_errors.KiteException as exc:
+        raise ApiError(503, f"broker error: {exc}", "broker_unavailable")
+    except Exception as exc:  # transport failures of the requests library
+        raise ApiError(503, f"broker unreachable: {type(exc).__name__}", "broker_unavailable")
+    with session_scope() as session:
+        account_service.set_access_token(session, account_id, data["access_token"], data.get("user_id"))
+    request_refresh()
+    login_time = data.get("login_time")
+    return {"account_id": account_id, "broker_user_id": data.get("user_id"),
+            "login_time": login_time.isoformat() if hasattr(login_time, "isoformat") else login_time}

@@ -1,0 +1,23 @@
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from app.web import health as health_checks
+
+blp = Blueprint("health", __name__, description="Service health")
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok", "degraded", "unavailable"]})
+    checks = fields.Dict(keys=fields.String(), values=fields.Dict())
+    tasks = fields.Dict(keys=fields.String(), values=fields.Integer())
+    queues = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+@blp.route("/health")
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="the database or Redis is down")
+@blp.doc(security=[])
+def health():
+    """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down."""
+    body, status = health_checks.report()
+    return body, status

@@ -1,0 +1,63 @@
+"""The broker's order postback (Kite: HTTP POST of the order dict as JSON, with a checksum).
+
+Public (no API key): the checksum — SHA-256 of order_id + order_timestamp + the
+order's account api_secret — is the authentication. A wrong one is a 401 and
+changes nothing.
+"""
+from __future__ import annotations
+
+from flask import jsonify, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from app.web.errors import ApiError
+from app.core.validation import nul_fields
+from app.orders.reconciliation import PostbackRejected, apply_postback
+
+blp = Blueprint("postback", __name__, description="Broker order postbacks")
+
+# The body is Kite's order dict as the broker sends it, read whatever its Content-Type
+# (get_json(force=True)), so it is documented by hand rather than parsed by a schema.
+POSTBACK_BODY = {
+    "required": True,
+    "description": "Kite's order dict (every field of an order book row) with its checksum",
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "required": ["order_id", "order_timestamp", "checksum"],
+        "properties": {
+            "order_id": {"type": "string", "minLength": 1},
+            "order_timestamp": {"type": "string", "minLength": 1},
+            "checksum": {"type": "string", "minLength": 1,
+                         "description": "hex SHA-256 of order_id + order_timestamp + api_secret"},
+            "status": {"type": "string"},
+            "tag": {"type": "string", "nullable": True},
+        },
+        "additionalProperties": True,
+    }}},
+}
+
+
+class PostbackResultSchema(Schema):
+    status = fields.String(metadata={"enum": ["ok"]})
+    applied = fields.Boolean(metadata={"description": "false when the update was already applied"})
+
+
+@blp.route("/postback/kite", methods=["POST"])
+@blp.response(200, PostbackResultSchema)
+@blp.alt_response(400, response="BAD_REQUEST")
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.doc(security=[], requestBody=POSTBACK_BODY)
+def kite_postback():
+    """Apply one Kite order postback (de-duplicated: the same update twice changes nothing)."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "postback body must be a JSON object")
+    problems = nul_fields(body)
+    if problems:  # no broker sends one, and the database cannot store it
+        raise ApiError(400, "postback rejected: NUL characters are not allowed", details=problems)
+    try:
+        order = apply_postback(body)
+    except PostbackRejected as exc:
+        raise ApiError(exc.status, f"postback rejected: {exc}")
+    return jsonify({"status": "ok", "applied": order is not None})

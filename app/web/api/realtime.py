@@ -1,0 +1,56 @@
+"""GET /ws/status: the relay's connections and the health of its Redis subscription."""
+from flask import current_app, jsonify
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from app.web.auth import authenticate
+from app.realtime.hub import get_hub
+
+blp = Blueprint("ws-status", __name__, description="WebSocket relay status")
+
+
+class ConnectionsSchema(Schema):
+    total = fields.Integer()
+    by_endpoint = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                              metadata={"description": "orders, orders_all, ticks"})
+    by_account = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class RelayRedisSchema(Schema):
+    subscribed = fields.Boolean()
+    patterns = fields.List(fields.String())
+    connected_since = fields.String(allow_none=True)
+    last_message_at = fields.String(allow_none=True)
+    reconnects = fields.Integer()
+    last_error = fields.String(allow_none=True)
+
+
+class RelayLimitsSchema(Schema):
+    order_queue = fields.Integer()
+    tick_buffer = fields.Integer()
+
+
+class WsStatusSchema(Schema):
+    """app.realtime.hub.RealtimeHub.status() of this web process, and `status`."""
+
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
+    pid = fields.Integer()
+    connections = fields.Nested(ConnectionsSchema)
+    redis = fields.Nested(RelayRedisSchema)
+    slow_clients_disconnected = fields.Integer()
+    tick_batches_dropped = fields.Integer()
+    limits = fields.Nested(RelayLimitsSchema)
+
+
+@blp.route("/ws/status")
+@blp.response(200, WsStatusSchema)
+def ws_status():
+    """Connections per endpoint and account (this web process), and the Redis subscription's health.
+
+    An admin key sees every account; other keys see their own accounts' counts.
+    """
+    principal = authenticate()
+    relay = get_hub(current_app.config["SETTINGS"].redis_url)
+    body = relay.status(None if principal.is_admin else principal.accounts)
+    body["status"] = "ok" if relay.connected else "degraded"
+    return jsonify(body), 200  # the hub's report as it is (the schema documents it)

@@ -1,0 +1,116 @@
+"""Market-data subscriptions (applied live by the stream process)."""
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from app.market import subscriptions as subs
+from app.web.auth import authenticate, require_account
+from app.core.db import session_scope
+from app.web.errors import ApiError
+from app.core.timestamps import iso
+from app.core.validation import NUL_FREE
+
+blp = Blueprint("subscriptions", __name__, description="Market-data subscriptions")
+
+MODE = validate.OneOf(subs.MODES + tuple(m.lower() for m in subs.MODES))
+
+
+class SubscriptionRequestSchema(Schema):
+    instrument_token = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**40))
+    requested_mode = fields.String(load_default="QUOTE", validate=MODE)
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
+
+
+class BulkSubscriptionSchema(Schema):
+    instrument_tokens = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=2**40)),
+                                    required=True, validate=validate.Length(min=1, max=9000))
+    requested_mode = fields.String(load_default="QUOTE", validate=MODE)
+    account_id = fields.String(validate=[validate.Length(min=1, max=64), NUL_FREE])
+
+
+class SubscriptionSchema(Schema):
+    instrument_token = fields.Integer()
+    requested_mode = fields.String()
+    account_id = fields.String(allow_none=True)
+    tradingsymbol = fields.String(allow_none=True)
+    created_at = fields.String()
+
+
+class BulkResultSchema(Schema):
+    subscribed = fields.Integer()
+    created = fields.Integer()
+    updated = fields.Integer()
+
+
+def _view(sub) -> dict:
+    from app.market.instruments import registry
+
+    info = registry().by_token(sub.instrument_token)
+    return {"instrument_token": sub.instrument_token, "requested_mode": sub.requested_mode,
+            "account_id": sub.account_id, "tradingsymbol": info.tradingsymbol if info else None,
+            "created_at": iso(sub.created_at)}
+
+
+def _apply(tokens, mode, account_id):
+    if account_id:
+        require_account(account_id)
+    else:
+        authenticate()
+    try:
+        with session_scope() as session:
+            change = subs.subscribe(session, tokens, mode, account_id)
+    except subs.UnknownInstrument as exc:
+        raise ApiError(422, str(exc), details={"instrument_token": [str(t) for t in exc.tokens[:50]]})
+    except subs.UnknownAccount:
+        raise ApiError(422, f"unknown account {account_id!r}", details={"account_id": ["unknown account"]})
+    except subs.OverCapacity as exc:
+        raise ApiError(409, str(exc), "over_capacity",
+                       details={"requested": exc.requested, "capacity": exc.capacity})
+    subs.notify_stream()
+    return change
+
+
+@blp.route("/subscriptions", methods=["POST"])
+@blp.arguments(SubscriptionRequestSchema)
+@blp.response(201, SubscriptionSchema)
+@blp.alt_response(200, schema=SubscriptionSchema, success=True, description="already subscribed (mode updated)")
+@blp.alt_response(409, response="CONFLICT")
+def subscribe(body):
+    """Subscribe an instrument (LTP, QUOTE or FULL); 409 beyond what the accounts can carry."""
+    change = _apply([body["instrument_token"]], body["requested_mode"], body.get("account_id"))
+    with session_scope() as session:
+        sub = session.get(subs.Subscription, body["instrument_token"])
+        return _view(sub), 201 if change.created else 200
+
+
+@blp.route("/subscriptions/bulk", methods=["POST"])
+@blp.arguments(BulkSubscriptionSchema)
+@blp.response(200, BulkResultSchema)
+@blp.alt_response(409, response="CONFLICT")
+def subscribe_many(body):
+    """Subscribe many instruments at once (all or nothing)."""
+    change = _apply(body["instrument_tokens"], body["requested_mode"], body.get("account_id"))
+    return {"subscribed": len(set(body["instrument_tokens"])), "created": change.created, "updated": change.updated}
+
+
+@blp.route("/subscriptions", methods=["GET"])
+@blp.response(200, SubscriptionSchema(many=True))
+def list_subscriptions():
+    authenticate()
+    with session_scope() as session:
+        return [_view(s) for s in subs.list_subscriptions(session)]
+
+
+@blp.route("/subscriptions/<int:instrument_token>", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(404, response="NOT_FOUND")
+def unsubscribe(instrument_token):
+    authenticate()
+    with session_scope() as session:
+        pinned = session.get(subs.Subscription, instrument_token)
+        if pinned is not None and pinned.account_id:
+            require_account(pinned.account_id)  # an account's own subscriptions are its keys' to drop
+        found = subs.unsubscribe(session, instrument_token)
+    if not found:
+        raise ApiError(404, f"instrument {instrument_token} is not subscribed")
+    subs.notify_stream()
+    return ""

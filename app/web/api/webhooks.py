@@ -1,0 +1,152 @@
+"""Webhook registry REST API (the old ticker service's paths, under /advanced, kept for its clients).
+
+A webhook belongs to an account: a key registers, lists and deletes webhooks of
+its accounts only; ids it may not see answer 404, so ids reveal nothing.
+"""
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from app.web.auth import authenticate, require_account
+from app.core.db import session_scope
+from app.web.errors import ApiError
+from app.core.validation import NUL_FREE
+from app.webhooks import delivery as delivery_service
+from app.webhooks import registry
+
+blp = Blueprint("webhooks", __name__, description="Signed webhooks: registry and delivery log")
+
+ACCOUNT_ID = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="letters, digits, '_', '.', '-' (1-64)")
+
+
+class WebhookCreateSchema(Schema):
+    url = fields.String(required=True, validate=[validate.Length(min=1, max=2048), NUL_FREE])
+    account_id = fields.String(required=True, validate=ACCOUNT_ID)
+    events = fields.List(fields.String(validate=validate.OneOf(registry.EVENTS)), required=True,
+                         validate=validate.Length(min=1, max=len(registry.EVENTS)))
+    secret = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=256))
+
+
+class WebhookSchema(Schema):
+    webhook_id = fields.String()
+    account_id = fields.String()
+    url = fields.String()
+    events = fields.List(fields.String())
+    active = fields.Boolean()
+    created_at = fields.String()
+
+
+class AttemptSchema(Schema):
+    attempt = fields.Integer()
+    at = fields.String()
+    status_code = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Float()
+
+
+class DeliverySchema(Schema):
+    delivery_id = fields.String()
+    webhook_id = fields.String()
+    event = fields.String()
+    status = fields.String(metadata={"description": "PENDING, DELIVERED or FAILED"})
+    attempts = fields.Integer()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.String()
+    delivered_at = fields.String(allow_none=True)
+    payload = fields.Dict()
+    attempt_log = fields.List(fields.Nested(AttemptSchema))
+
+
+class DeliveryListSchema(Schema):
+    webhook_id = fields.String()
+    deliveries = fields.List(fields.Nested(DeliverySchema))
+
+
+class DeliveryQuerySchema(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+def _visible_webhook(session, webhook_id: str):
+    try:
+        webhook = registry.get_webhook(session, webhook_id)
+    except registry.WebhookNotFound:
+        webhook = None
+    if webhook is None or not authenticate().may_access(webhook.account_id):
+        raise ApiError(404, f"webhook {webhook_id!r} not found")
+    return webhook
+
+
+@blp.route("/advanced/webhooks", methods=["POST"])
+@blp.arguments(WebhookCreateSchema)
+@blp.response(201, WebhookSchema)
+def create_webhook(body):
+    """Register a webhook. The secret signs every delivery; it is stored encrypted and never returned.
+
+    URLs must be http(s); loopback and private addresses are refused unless WEBHOOK_ALLOW_PRIVATE.
+    """
+    require_account(body["account_id"])
+    allow_private = current_app.config["SETTINGS"].webhook_allow_private
+    with session_scope() as session:
+        try:
+            webhook = registry.create_webhook(session, body["account_id"], body["url"], body["events"],
+                                              body["secret"], allow_private)
+        except registry.InvalidWebhook as exc:
+            raise ApiError(422, f"{exc.field}: {exc}", details={exc.field: [str(exc)]})
+        return registry.webhook_view(webhook)
+
+
+@blp.route("/advanced/webhooks", methods=["GET"])
+@blp.response(200, WebhookSchema(many=True))
+def list_webhooks():
+    """Active webhooks of the caller's accounts (every account for an admin key)."""
+    principal = authenticate()
+    with session_scope() as session:
+        hooks = registry.list_webhooks(session, None if principal.is_admin else set(principal.accounts))
+        return [registry.webhook_view(w) for w in hooks]
+
+
+@blp.route("/advanced/webhooks/<webhook_id>", methods=["DELETE"])
+@blp.response(204)
+@blp.alt_response(404, response="NOT_FOUND")
+def delete_webhook(webhook_id):
+    """Stop a webhook. Its delivery log stays readable."""
+    with session_scope() as session:
+        webhook = _visible_webhook(session, webhook_id)
+        try:
+            registry.deactivate_webhook(session, webhook.id)
+        except registry.WebhookNotFound:
+            raise ApiError(404, f"webhook {webhook_id!r} not found")
+    return None
+
+
+@blp.route("/advanced/webhooks/<webhook_id>/deliveries", methods=["GET"])
+@blp.arguments(DeliveryQuerySchema, location="query")
+@blp.response(200, DeliveryListSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+def list_deliveries(query, webhook_id):
+    """The newest deliveries of a webhook, each with its attempts and the attempt log."""
+    with session_scope() as session:
+        webhook = _visible_webhook(session, webhook_id)
+        deliveries = registry.deliveries_of(session, webhook.id, query["limit"])
+        return {"webhook_id": webhook.id, "deliveries": [registry.delivery_view(d) for d in deliveries]}
+
+
+@blp.route("/advanced/webhooks/deliveries/<delivery_id>/redeliver", methods=["POST"])
+@blp.response(202, DeliverySchema)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+def redeliver(delivery_id):
+    """Deliver again (a new round of attempts), e.g. a FAILED delivery after the receiver is fixed."""
+    with session_scope() as session:
+        try:
+            found = registry.get_delivery(session, delivery_id)
+        except registry.DeliveryNotFound:
+            raise ApiError(404, f"delivery {delivery_id!r} not found")
+        _visible_webhook(session, found.webhook_id)
+    try:
+        return delivery_service.redeliver(delivery_id)
+    except delivery_service.DeliveryInFlight:
+        raise ApiError(409, "this delivery is still being attempted", "conflict")

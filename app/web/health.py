@@ -1,0 +1,144 @@
+"""Health of the service and its dependencies, for GET /health.
+
+`ok`: everything answers. `degraded`: the service accepts requests but a
+non-critical part is missing (broker unreachable or refusing an account's
+session, stream silent while subscriptions exist, no instrument registry yet) —
+orders queue up and go out when it returns. 503: the
+database or Redis is down, so nothing can be accepted safely.
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import requests
+from sqlalchemy import func, select, text
+
+from app.core.config import get_settings
+from app.core.db import new_session
+from app.market.instrument_refresh import is_stale, registry_state
+from app.models import Order, Subscription
+from app.core.timestamps import iso
+from app.core.redis_client import get_redis
+
+QUEUES = ("orders", "batches", "webhooks", "maintenance")
+BROKER_CHECK_KEY = "health:broker:{account}"
+BROKER_CHECK_TTL_S = 30
+STREAM_HEARTBEAT_PATTERN = "stream:heartbeat:*"
+
+
+def _timed(check):
+    started = time.perf_counter()
+    try:
+        detail = check() or {}
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2), **detail}
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _database():
+    with new_session() as session:
+        session.execute(text("SELECT 1"))
+
+
+def _instruments():
+    """The registry's size and age; empty means every order is refused as unknown."""
+    with new_session() as session:
+        count, loaded_at = registry_state(session)
+    if not count:
+        raise RuntimeError("the instrument registry is empty (a worker loads it from the broker)")
+    return {"count": count, "loaded_at": iso(loaded_at),
+            "age_s": round((datetime.now(timezone.utc) - loaded_at).total_seconds()),
+            "stale": is_stale(loaded_at)}
+
+
+def _redis():
+    get_redis().ping()
+
+
+def _broker():
+    # Any HTTP answer means the broker is reachable; each account's session is checked below.
+    requests.get(get_settings().kite_api_root + "/", timeout=2)
+    accounts = _broker_accounts()
+    down = sorted(a for a, check in accounts.items() if check["status"] != "ok")
+    if down:
+        raise RuntimeError(f"broker refuses accounts {down}: " + "; ".join(accounts[a]["error"] for a in down[:3]))
+    return {"accounts": accounts}
+
+
+def _account_check(creds) -> dict:
+    from app.broker.client import kite_client
+
+    started = time.perf_counter()
+    try:
+        kite_client(creds, timeout=2).profile()
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def _broker_accounts() -> dict[str, dict]:
+    """Each account's session at the broker (profile call), cached so health checks stay cheap
+    and within the broker's request limits."""
+    from sqlalchemy import select as sql_select
+
+    from app.accounts import credentials
+    from app.models import Account
+
+    redis = get_redis()
+    results, missing = {}, []
+    with new_session() as session:
+        for account in session.scalars(sql_select(Account).where(
+                Account.active.is_(True), Account.access_token_enc.is_not(None))):
+            cached = redis.get(BROKER_CHECK_KEY.format(account=account.id))
+            if cached:
+                results[account.id] = json.loads(cached)
+            else:
+                missing.append(credentials(account))
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+            for creds, check in zip(missing, pool.map(_account_check, missing)):
+                results[creds.account_id] = check
+                redis.set(BROKER_CHECK_KEY.format(account=creds.account_id), json.dumps(check),
+                          ex=BROKER_CHECK_TTL_S)
+    return results
+
+
+def _stream_heartbeats() -> list[str]:
+    return [k.decode() for k in get_redis().scan_iter(STREAM_HEARTBEAT_PATTERN, count=100)]
+
+
+def report() -> tuple[dict, int]:
+    checks = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
+    body: dict = {"checks": checks}
+    critical_down = checks["database"]["status"] != "ok" or checks["redis"]["status"] != "ok"
+
+    if checks["database"]["status"] == "ok":
+        checks["instruments"] = _timed(_instruments)
+        with new_session() as session:
+            counts = dict(session.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+            subscriptions = session.scalar(select(func.count()).select_from(Subscription)) or 0
+        body["tasks"] = {
+            "pending": counts.get("QUEUED", 0) + counts.get("SUBMITTING", 0),
+            "open": counts.get("OPEN", 0),
+            "completed": counts.get("COMPLETE", 0),
+            "dead_letter": counts.get("DEAD_LETTER", 0),
+        }
+    else:
+        subscriptions = 0
+
+    if checks["redis"]["status"] == "ok":
+        redis = get_redis()
+        body["queues"] = {name: redis.llen(name) for name in QUEUES}
+        heartbeats = _stream_heartbeats()
+        checks["stream"] = {"status": "ok" if heartbeats or not subscriptions else "down",
+                            "processes": len(heartbeats), "subscriptions": subscriptions}
+
+    if critical_down:
+        body["status"] = "unavailable"
+        return body, 503
+    degraded = any(c["status"] != "ok" for c in checks.values())
+    body["status"] = "degraded" if degraded else "ok"
+    return body, 200

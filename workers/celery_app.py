@@ -1,0 +1,40 @@
+"""The Celery application: `celery -A workers.celery_app worker|beat|flower`."""
+from celery import Celery
+from celery.signals import after_setup_logger, worker_process_init, worker_ready
+
+from app.core.task_client import configure_celery
+
+TASK_MODULES = [
+    "workers.tasks.batches",
+    "workers.tasks.maintenance",
+    "workers.tasks.orders",
+    "workers.tasks.webhooks",
+]
+
+celery_app = configure_celery(Celery("ticker", include=TASK_MODULES))
+
+
+@after_setup_logger.connect
+def _quiet_periodic_tasks(**_kwargs) -> None:
+    # Worker and beat: the beat schedule's tasks log "sending due" / "received" /
+    # "succeeded" at DEBUG; they say at INFO what they did, when they did something.
+    from workers import periodic_logging
+
+    periodic_logging.install(celery_app)
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs) -> None:
+    # Prefork children must not share the parent's database connections.
+    from app.core.db import reset_engine
+
+    reset_engine()
+
+
+@worker_ready.connect
+def _load_instruments_if_stale(**_kwargs) -> None:
+    # A fresh deployment starts with an empty registry, and a restarted one may hold
+    # yesterday's: the first worker up loads it (the task is a no-op when it is fresh).
+    from app.market.instrument_refresh import REFRESH_TASK
+
+    celery_app.send_task(REFRESH_TASK, kwargs={"only_if_stale": True})
