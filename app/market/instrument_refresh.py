@@ -64,8 +64,30 @@ def registry_state(session: Session) -> tuple[int, datetime | None]:
 
 
 def refresh_from_broker(account_id: str | None = None) -> int:
-    """Load the broker's instrument dump into the registry table; returns the row count
-    (0 when there is no active account to ask)."""
+    """Load the broker's instrument dump into the registry table now; returns the row count
+    (0 when there is no active account to ask). One load at a time across processes: the table
+    is replaced in one transaction, and two replacing it at once would collide."""
+    with _refresh_lock():
+        return _load(account_id)
+
+
+def refresh_if_stale(account_id: str | None = None) -> int | None:
+    """Refresh when the registry is empty or older than the latest dump; returns the count
+    loaded, or None when it was fresh. Concurrent callers refresh once."""
+    with _refresh_lock():
+        with session_scope() as session:
+            _count, loaded_at = registry_state(session)
+        if not is_stale(loaded_at):
+            log.debug("instrument registry is fresh", extra={"loaded_at": str(loaded_at)})
+            return None
+        return _load(account_id)
+
+
+def _refresh_lock():
+    return get_redis().lock(REFRESH_LOCK, timeout=REFRESH_LOCK_TIMEOUT_S, blocking_timeout=REFRESH_LOCK_TIMEOUT_S)
+
+
+def _load(account_id: str | None) -> int:
     with session_scope() as session:
         query = select(Account).where(Account.active.is_(True), Account.access_token_enc.is_not(None))
         if account_id:
@@ -81,18 +103,6 @@ def refresh_from_broker(account_id: str | None = None) -> int:
     registry().invalidate()
     log.info("instruments refreshed", extra={"count": count, "account_id": creds.account_id})
     return count
-
-
-def refresh_if_stale(account_id: str | None = None) -> int | None:
-    """Refresh when the registry is empty or older than the latest dump; returns the count
-    loaded, or None when it was fresh. Concurrent callers refresh once."""
-    with get_redis().lock(REFRESH_LOCK, timeout=REFRESH_LOCK_TIMEOUT_S, blocking_timeout=REFRESH_LOCK_TIMEOUT_S):
-        with session_scope() as session:
-            _count, loaded_at = registry_state(session)
-        if not is_stale(loaded_at):
-            log.debug("instrument registry is fresh", extra={"loaded_at": str(loaded_at)})
-            return None
-        return refresh_from_broker(account_id)
 
 
 def refresh_for_unknown_symbol() -> bool:

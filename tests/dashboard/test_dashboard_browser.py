@@ -182,3 +182,89 @@ def test_order_socket_reconnects_and_resyncs_on_a_seq_gap(page, live_server, hea
     expect(page.locator('#blotter-body tr[data-order-id="gap-probe"]')).to_have_attribute("data-status", "OPEN")
     expect(page.locator("#orders-seq")).to_have_text(f"#{seq + 5}")
     client.close()
+
+
+# Where the ATM row sits in the chain's scroll box, in one read: the box's visible part
+# starts under the sticky header.
+ATM_GEOMETRY = """() => {
+    const wrap = document.getElementById('chain-wrap');
+    const row = document.querySelector('#chain-body tr.atm');
+    if (!row) return null;
+    const box = wrap.getBoundingClientRect();
+    const head = document.querySelector('#chain thead tr:last-child th').getBoundingClientRect(); // sticky cells
+    const r = row.getBoundingClientRect();
+    const top = head.bottom, bottom = box.top + wrap.clientTop + wrap.clientHeight;
+    return {strike: row.dataset.strike, rowTop: r.top, rowBottom: r.bottom, viewTop: top, viewBottom: bottom,
+            scrollTop: wrap.scrollTop, visible: r.top >= top - 1 && r.bottom <= bottom + 1,
+            // the middle half of the visible part: centred, give or take a strike or two the spot moved
+            centred: Math.abs((r.top + r.bottom) / 2 - (top + bottom) / 2) <= (bottom - top) / 4};
+}"""
+
+
+def _expect_atm_centred(page, what, timeout=15_000):
+    """The ATM row is inside the chain's visible box, about its middle."""
+    try:
+        page.wait_for_function(f"() => {{ const g = ({ATM_GEOMETRY})(); return g && g.visible && g.centred; }}",
+                               timeout=timeout)
+    except Exception:
+        pytest.fail(f"{what}: ATM row not centred in the chain: {page.evaluate(ATM_GEOMETRY)}")
+    return page.evaluate(ATM_GEOMETRY)
+
+
+def _scroll_chain_to_top(page):
+    """What a trader does: the wheel over the chain, up to the deepest ITM calls."""
+    box = page.locator("#chain-wrap").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -100_000)
+    page.wait_for_function("() => document.getElementById('chain-wrap').scrollTop === 0")
+
+
+def test_chain_opens_at_atm_and_keeps_the_traders_scroll(page, live_server, headers):
+    """First view: the ATM strike is centred on load and on every underlying or expiry change;
+    ticks do not pull the chain back once the trader has scrolled it."""
+    # A cold stream: the chain arrives before the index is priced, so its ATM only comes with
+    # the first spot tick (the first load of the day, or an underlying nobody watched yet).
+    cold = {"on": True}
+
+    def chain_response(route):
+        response = route.fetch()
+        body = response.json()
+        if cold["on"]:
+            body["atm_strike"] = None
+            for leg in ("spot", "future"):
+                if body.get(leg):
+                    body[leg]["last_price"] = None
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(r"/option-chain\?"), chain_response)
+    _open_dashboard(page, live_server, headers["primary"]["X-API-Key"])
+    expect(page.locator("#underlying")).to_have_value("NIFTY")
+    page.wait_for_function("() => document.querySelectorAll('#chain-body tr').length > 20")
+    first = _expect_atm_centred(page, "first load")
+    assert first["scrollTop"] > 0  # the deepest ITM strikes are above it, out of view
+
+    # The trader scrolls away: live ticks (ATM included) leave the chain where the trader put it.
+    _scroll_chain_to_top(page)
+    page.evaluate("() => { window.__applied = window.dashboard.chain.ticksApplied; }")
+    page.wait_for_function("() => window.dashboard.chain.ticksApplied > window.__applied + 50", timeout=15_000)
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => document.getElementById('chain-wrap').scrollTop") == 0
+
+    # Another expiry (the index is priced by now: the ATM comes with the chain): centred again.
+    cold["on"] = False
+    expiries = page.locator("#expiry option").all_inner_texts()
+    assert len(expiries) >= 2, expiries
+    current = page.locator("#expiry").input_value()
+    other = next(e for e in expiries if e != current)
+    page.select_option("#expiry", other)
+    page.wait_for_function("(e) => window.dashboard.chain.chain && window.dashboard.chain.chain.expiry === e", arg=other)
+    _expect_atm_centred(page, f"expiry {other}")
+
+    # Another underlying, cold again: BANKNIFTY centres on its own ATM once its index ticks.
+    _scroll_chain_to_top(page)
+    cold["on"] = True
+    page.select_option("#underlying", "BANKNIFTY")
+    page.wait_for_function("() => window.dashboard.chain.chain && window.dashboard.chain.chain.underlying === 'BANKNIFTY'")
+    banknifty = _expect_atm_centred(page, "BANKNIFTY")
+    assert float(banknifty["strike"]) > 40_000, banknifty  # its own strikes, not NIFTY's
+    assert not [e for e in page.js_errors if e.startswith("pageerror")], page.js_errors

@@ -116,3 +116,30 @@ def test_health_shows_the_registrys_size_and_age(client, order_stack):
     assert check["status"] == "ok" and check["count"] > 100
     assert 0 <= check["age_s"] < 24 * 3600 and check["stale"] is False
     assert datetime.fromisoformat(check["loaded_at"].replace("Z", "+00:00")).astimezone(IST)
+
+
+def test_concurrent_refreshes_take_turns(order_stack):
+    """A forced refresh (admin, CLI, beat) racing a worker's start-up load must not collide on the
+    table both replace: one waits for the other."""
+    import threading
+
+    from app.market.instrument_refresh import refresh_from_broker, refresh_if_stale
+
+    age_registry(hours=1)
+    results, errors = [], []
+
+    def run(refresh):
+        try:
+            results.append(refresh())
+        except Exception as exc:  # UniqueViolation on pk_instruments without the shared lock
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in (refresh_from_broker, refresh_if_stale,
+                                                                 refresh_from_broker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert results.count(None) <= 1 and all(r is None or r > 100 for r in results)
+    assert stored_count() > 100
