@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUN_DEPS := $(VENV)/.run-deps-installed
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test smoke runtime-imports chaos install system-deps bench clean
+.PHONY: run test test-unit smoke runtime-imports chaos install system-deps bench clean
 RUNTIME_IMPORTS_CHECK := ../shared/tools/check_runtime_imports.py
 
 run: $(RUN_DEPS)
@@ -14,6 +14,10 @@ run: $(RUN_DEPS)
 
 test: $(DEPS) system-deps runtime-imports
 	@url=$$(bash scripts/test-services.sh) && DATABASE_URL="$$url" $(PY) -m pytest $(PYTEST_ARGS)
+
+# The bottom rung alone: no PostgreSQL, Redis, broker or worker, in seconds (tests/unit).
+test-unit: $(DEPS)
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 # make run installs requirements.txt only: runtime code must import nothing else.
 runtime-imports: $(DEPS)
@@ -27,7 +31,7 @@ smoke:
 
 # The full chaos run (CI runs a reduced one as part of make test).
 chaos: $(DEPS)
-	CHAOS_ORDERS=500 CHAOS_BATCHES=50 CHAOS_DURATION_S=120 $(PY) -m pytest -s tests/chaos
+	CHAOS_ORDERS=500 CHAOS_BATCHES=50 CHAOS_DURATION_S=120 $(PY) -m pytest -s tests/e2e/chaos
 
 # Test-only tools from Debian: Chromium for the dashboard's browser test, promtool for the alert rules.
 system-deps:

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from app.core.config import INSTANCE_DIR, Settings, configure, get_settings
+from app.core.validation import raw_request_has_nul
 
 log = logging.getLogger("app.access")
 
@@ -62,8 +63,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         correlation_id.set(g.correlation_id)
         if request.endpoint not in PUBLIC_ENDPOINTS and request.endpoint is not None:
             authenticate()  # first: a caller without a valid key learns nothing else
-        if _has_nul():  # no database or parser downstream accepts NUL
+        if _has_nul():  # the one NUL policy (app.core.validation)
             raise ApiError(400, "NUL characters are not allowed in a request")
+        g.admitted = True  # past the checks every route shares: the route answers from here on
 
     @app.after_request
     def _finish_request(response):
@@ -71,6 +73,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         response.headers["X-Correlation-ID"] = g.get("correlation_id", "-")
         response.headers["X-Process-Time"] = f"{elapsed:.6f}"
         http_metrics.observe(request.method, request.endpoint, response.status_code, elapsed)
+        if g.get("admitted"):
+            http_metrics.count_operation(request.endpoint, response.status_code)
         log.info("request", extra={"method": request.method, "path": request.path,
                                    "status": response.status_code, "duration_ms": round(elapsed * 1000, 3)})
         return response
@@ -79,11 +83,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _has_nul() -> bool:
-    """A NUL anywhere in the path, the query or the body (raw, or escaped in JSON)."""
-    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
-        return True
+    # Only a body with a Content-Length is read here; a streamed one is checked once parsed.
     body = request.get_data(cache=True) if request.content_length else b""
-    return b"\x00" in body or b"\\u0000" in body
+    return raw_request_has_nul(request.path, request.args.values(), body)
 
 
 def _register_routes(app: Flask, api) -> None:

@@ -24,8 +24,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,11 @@ from datetime import datetime
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import ManagedProcess, ProcessExited  # noqa: E402
+
 SERVICE_MARKERS = ("gunicorn", "celery", "workers.stream", "-m sim", "flower", "valkey", "launcher")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -69,45 +72,32 @@ class Stats:
 
 # --- the stack -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_stack(port: int) -> subprocess.Popen:
+def start_stack(port: int) -> ManagedProcess:
     # A fresh database each run: `make run`'s instance/ticker.db keeps what an earlier run left
     # queued, and the stack would work that off (as it should) in the middle of the measurement.
     data = tempfile.mkdtemp(prefix="load-stack-")
-    env = dict(os.environ, PORT=str(port), DATABASE_URL=f"sqlite:///{data}/ticker.db")
-    log = tempfile.NamedTemporaryFile(prefix="load-launcher-", suffix=".log", delete=False)
-    print(f"launcher output: {log.name}", flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=log, stderr=subprocess.STDOUT)
+    # A group of its own, stopped with Ctrl-C's SIGINT as a person stops `make run`.
+    proc = ManagedProcess("launcher", [sys.executable, "-m", "launcher"], own_group=True, stop_signal=signal.SIGINT,
+                          stop_timeout=30, env={"PORT": str(port), "DATABASE_URL": f"sqlite:///{data}/ticker.db"})
+    print(f"launcher output: {proc.log_path}", flush=True)
+    proc.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"launcher exited with {proc.returncode}")
+
+    def health() -> str | None:
         try:
-            if requests.get(f"{base}/health", timeout=2).json().get("status") in ("ok", "degraded"):
-                return proc
+            return requests.get(f"{base}/health", timeout=2).json().get("status")
         except (requests.RequestException, ValueError):
-            pass
-        time.sleep(1)
-    stop_stack(proc)
-    raise SystemExit("the stack did not become healthy within 180 s")
+            return None
 
-
-def stop_stack(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+        proc.wait_until(health, 180, "the stack to become healthy", interval=1.0,
+                        until=lambda status: status in ("ok", "degraded"))
+    except ProcessExited:
+        raise SystemExit(f"launcher exited with {proc.process.returncode}") from None
+    except TimeoutError:
+        proc.stop()
+        raise SystemExit("the stack did not become healthy within 180 s") from None
+    return proc
 
 
 def _process_tree(root_pid: int) -> set[int]:
@@ -563,7 +553,7 @@ def main() -> None:
     launcher = None
     base, key = args.base_url, args.api_key
     if not base:
-        port = _free_port()
+        port = free_port()
         print(f"starting the stack (python -m launcher) on port {port} ...", flush=True)
         launcher = start_stack(port)
         base = f"http://127.0.0.1:{port}"
@@ -614,8 +604,8 @@ def main() -> None:
             thread.start()
         deadline = started + args.duration
         while not stop.wait(min(1.0, max(0.0, deadline - time.monotonic()))) and time.monotonic() < deadline:
-            if launcher and launcher.poll() is not None:
-                print(f"the stack exited (launcher status {launcher.returncode}) after "
+            if launcher and not launcher.alive():
+                print(f"the stack exited (launcher status {launcher.process.returncode}) after "
                       f"{time.monotonic() - started:.1f} s; see its output", flush=True)
                 break
         stop.set()
@@ -634,7 +624,7 @@ def main() -> None:
         if fleet:
             fleet.kill()
         if launcher:
-            stop_stack(launcher)
+            launcher.stop()
 
     orders, batches = stats.status["order"], stats.status["batch"]
     accepted = sum(n for s, n in orders.items() if isinstance(s, int) and s < 300)

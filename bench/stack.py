@@ -3,7 +3,8 @@
 Uses the same environment set-up as the tests (PostgreSQL and Redis when reachable,
 SQLite and an embedded Redis otherwise) so figures come from the real parts. The web
 process is gunicorn with the production settings (gunicorn.conf.py, one gevent worker),
-not a server thread inside the benchmark, which would share its interpreter.
+not a server thread inside the benchmark, which would share its interpreter. The processes are
+the tests' own wrappers (tests/support/processes.py).
 """
 from __future__ import annotations
 
@@ -15,44 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.environment import API_KEYS, configure_test_environment  # noqa: E402
+from tests.support.environment import API_KEYS, configure_test_environment, use_paper_broker  # noqa: E402
+from tests.support.processes import CeleryWorker, GunicornServer, PaperBroker  # noqa: E402
 
 ACCOUNT = {"api_key": "bench-primary", "api_secret": "bench-secret", "access_token": "bench-token"}
-
-
-class GunicornServer:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` (one worker) on a free port, with this environment."""
-
-    def __init__(self) -> None:
-        from tests.support.ports import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self) -> "GunicornServer":
-        import subprocess
-        import time
-
-        import requests
-
-        env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
-        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url + "/health", timeout=2)
-                return self
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(15)
 
 
 @contextmanager
@@ -66,22 +33,20 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
     from app import accounts as account_service
     from app.cli import alembic_config
     from app.core.db import session_scope
-    from sim.harness import PaperBroker
-    from tests.support.processes import CeleryWorker
     from workers.tasks.maintenance import refresh_instruments
 
     command.upgrade(alembic_config(), "head")
     app = create_app()  # for in-process lookups (registry, database); HTTP goes to gunicorn
-    server = GunicornServer()
+    server = GunicornServer(workers=1, env={"LOG_LEVEL": "WARNING"})
     broker = PaperBroker(seed=3, postback_url=f"{server.url}/postback/kite",
                          accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])}).start()
     worker = None
     try:
-        os.environ["KITE_API_ROOT"], os.environ["KITE_WS_ROOT"] = broker.root, broker.ws_root
+        use_paper_broker(broker)  # this process's settings too: create_app above has read them
         with session_scope() as session:
             account_service.add_account(session, "primary", **ACCOUNT)
         refresh_instruments.run()
-        server.start()  # after the settings above, which it reads from the environment
+        server.start(timeout=30)  # after the settings above, which it reads from the environment
         worker = CeleryWorker(concurrency=worker_concurrency).start()
         if broker_faults:
             broker.set_faults(**broker_faults)

@@ -57,8 +57,9 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.support.environment import configure_test_environment  # noqa: E402
+from tests.support.environment import configure_test_environment, use_paper_broker  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import StreamProcess  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ACCOUNT = {"api_key": "bench-stream", "api_secret": "bench-secret", "access_token": "bench-token"}
@@ -97,40 +98,6 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | 
             return prev_le + (le - prev_le) * ((rank - prev_count) / span if span else 1.0)
         prev_le, prev_count = le, count
     return prev_le
-
-
-# ---- the stream process -------------------------------------------------------------------------
-class StreamProcess:
-    def __init__(self, env: dict, log_path: Path):
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-        self._log = None
-
-    def start(self) -> "StreamProcess":
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.stream"], cwd=ROOT, env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self._log:
-            self._log.close()
-            self._log = None
 
 
 class Metrics:
@@ -361,7 +328,7 @@ def main() -> int:
         broker = PaperBroker(seed=seed, tick_rate=1, rate_limits=False,
                              accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])},
                              extra_args=["--stamp-token", str(marker)]).start()
-        os.environ["KITE_API_ROOT"], os.environ["KITE_WS_ROOT"] = broker.root, broker.ws_root
+        use_paper_broker(broker)
         with session_scope() as session:
             account_service.add_account(session, "bench", **ACCOUNT)
         from workers.tasks.maintenance import refresh_instruments
@@ -377,7 +344,7 @@ def main() -> int:
                           TICK_BATCH_WINDOW_MS=str(args.window_ms), LOG_LEVEL="WARNING",
                           **({"TICK_BATCH_MAX_SIZE": str(args.max_size)} if args.max_size else {}),
                           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        stream = StreamProcess(stream_env, work / "stream.log").start()
+        stream = StreamProcess(env=stream_env, log_path=work / "stream.log").start()
         subscriber = Subscriber(os.environ["REDIS_URL"], marker)
         subscriber.start()
         scraper = Metrics(metrics_port)
@@ -386,21 +353,15 @@ def main() -> int:
         def redis_cpu() -> float:
             return cpu_seconds(redis_pid) if redis_pid else 0.0
 
-        deadline = time.monotonic() + 90
-        while True:  # subscribed: the broker sees one connection with all instruments
-            if not stream.alive():
-                raise RuntimeError(f"stream exited: {(work / 'stream.log').read_text()[-3000:]}")
-            subs = broker.state()["ticker"]["subscriptions"].get(ACCOUNT["api_key"], [])
-            if sum(subs) >= n:
-                try:
-                    if scraper.scrape()["received"] > 0:
-                        break
-                except requests.RequestException:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stream not streaming after 90 s (broker sees {subs}); "
-                                   f"log: {(work / 'stream.log').read_text()[-3000:]}")
-            time.sleep(0.25)
+        def streaming() -> bool:  # subscribed: the broker sees one connection with all instruments
+            if sum(broker.state()["ticker"]["subscriptions"].get(ACCOUNT["api_key"], [])) < n:
+                return False
+            try:
+                return scraper.scrape()["received"] > 0
+            except requests.RequestException:
+                return False
+
+        stream.wait_until(streaming, 90, f"all {n} instruments subscribed and ticks received", interval=0.25)
 
         print(f"stream pid {stream.pid}, broker pid {broker.pid}; {n} instruments in FULL mode on 1 connection; "
               f"marker {marker}; TICK_BATCH_WINDOW_MS={args.window_ms}, TICK_BATCH_MAX_SIZE="

@@ -7,7 +7,7 @@ Prints medians (ticks/s) of:
   on full-mode and quote-mode frames of 100, 500 and 1,000 packets;
 - frames.to_json_ticks (rows back to dicts, done once per published batch);
 - GreeksEnricher.compute (IV + Greeks for a batch of option ticks), when app.greeks is present.
-Frames are built with struct from the wire spec (tests/stream/stream_frame_builder.py).
+Frames are built with struct from the wire spec (tests/support/stream_frames.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiteconnect import KiteTicker  # noqa: E402
 
-from tests.stream.stream_frame_builder import NFO, frame, random_packet, token  # noqa: E402
+from tests.support.stream_frames import NFO, frame, random_packet, token  # noqa: E402
 from workers.stream import frames  # noqa: E402
 
 

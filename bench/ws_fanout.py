@@ -100,25 +100,6 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def worker_pid(master: int) -> int:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else master
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code in (200, 503):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("web process did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -135,26 +116,22 @@ def main() -> None:
         return
 
     from tests.support.environment import API_KEYS, configure_test_environment
+    from tests.support.processes import GunicornServer
 
     env = configure_test_environment()  # a private database and Redis DB; sets the env vars
-    processes: list[subprocess.Popen] = []
+    processes: list = []
     try:
         from alembic import command
 
         from app.cli import alembic_config
 
         command.upgrade(alembic_config(), "head")
-        from tests.support.ports import free_port
-
-        port = free_port()
-        web_env = {**os.environ, "LOG_LEVEL": "WARNING", "WEB_WORKER_CONNECTIONS": str(args.clients + 500)}
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gevent", "-w", "1",
-                                "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=web_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        web = GunicornServer(extra_args=["-k", "gevent", "-w", "1"],
+                             env={"LOG_LEVEL": "WARNING", "WEB_WORKER_CONNECTIONS": str(args.clients + 500)})
         processes.append(web)
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url)
-        worker = worker_pid(web.pid)
+        web.start(timeout=60)
+        url = web.url
+        worker = (web.children() or [web.pid])[0]
         rss_empty = rss_kib(worker)
 
         listen = args.seconds + 3
@@ -206,7 +183,9 @@ def main() -> None:
               f"the updates ({(rss_after - rss_empty) * per_socket:.0f} KiB per socket)")
     finally:
         for process in reversed(processes):
-            if process.poll() is None:
+            if isinstance(process, GunicornServer):
+                process.stop()
+            elif process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(15)

@@ -1,28 +1,87 @@
-"""Shared fixtures: real PostgreSQL, Redis, Celery worker, paper broker and live server."""
+"""The test ladder, and the fixtures of the real stack that integration and end-to-end tests share.
+
+Rungs, by folder (each test gets its folder's marker, so `pytest -m unit` and `pytest tests/unit`
+select the same tests; `pytest` runs them all, rung by rung):
+
+- `tests/unit`: no services — no database, no Redis, no broker, no worker, no subprocess server.
+- `tests/integration`: the real parts — PostgreSQL, Redis, Celery workers, the paper broker.
+- `tests/e2e` (and `tests/dashboard`): the whole stack from outside — headless Chromium, chaos.
+
+The integration environment (a private database and Redis DB, the service's variables) is set
+up once per session, just before the first integration or end-to-end module is imported, and
+only when the run may select such tests (tests/support/environment.py).
+"""
 from __future__ import annotations
 
-from tests.support.environment import API_KEYS, configure_test_environment
+import pytest
 
-TEST_ENV = configure_test_environment()  # before any app import: celeryconfig reads the env
+from tests.support.environment import (API_KEYS, BROKER_ACCOUNTS, close_test_environment,
+                                       ensure_test_environment, use_paper_broker)
 
-import pytest  # noqa: E402
+RUNGS = ("unit", "integration", "e2e")
+# Folders right under tests/ and their rung. The dashboard's browser tests are end-to-end tests
+# that still live in their own folder.
+RUNG_OF_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e", "dashboard": "e2e"}
+NEEDS_ENVIRONMENT = ("integration", "e2e")
 
-from tests.support.processes import CeleryWorker, LiveServer  # noqa: E402
 
-# The paper-broker accounts every integration test trades on.
-BROKER_ACCOUNTS = {
-    "primary": {"api_key": "paper-primary", "api_secret": "paper-secret-primary", "access_token": "tok-primary"},
-    "other": {"api_key": "paper-other", "api_secret": "paper-secret-other", "access_token": "tok-other"},
-}
+def rung_of(path) -> str | None:
+    """The rung of a test file or folder under tests/ (None: not in a rung folder)."""
+    from pathlib import Path
+
+    tests_dir = Path(__file__).resolve().parent
+    try:
+        parts = Path(path).resolve().relative_to(tests_dir).parts
+    except ValueError:
+        return None
+    return RUNG_OF_FOLDER.get(parts[0]) if parts else None
+
+
+def _may_select(config, rung: str) -> bool:
+    """False when `-m` rules out every test of `rung` whatever its other markers are."""
+    markexpr = config.getoption("markexpr", default="")
+    if not markexpr:
+        return True
+    from _pytest.mark.expression import Expression
+
+    expression = Expression.compile(markexpr)
+    return any(expression.evaluate(lambda name, /, **_kw: name == rung if name in RUNGS else others)
+               for others in (False, True))
+
+
+def pytest_collectstart(collector):
+    """Before an integration or end-to-end folder or module is imported: the environment."""
+    rung = rung_of(collector.path) if getattr(collector, "path", None) else None
+    if rung in NEEDS_ENVIRONMENT and _may_select(collector.config, rung):
+        try:
+            ensure_test_environment()
+        except Exception as exc:  # as a conftest that fails to import: the run stops, saying why
+            pytest.exit(f"the {rung} tests' environment could not be set up: {type(exc).__name__}: {exc}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    misplaced, unit_with_services = [], []
+    for item in items:
+        rung = rung_of(item.path)
+        if rung is None:
+            misplaced.append(item.nodeid)
+            continue
+        item.add_marker(getattr(pytest.mark, rung))
+        if rung == "unit" and "test_env" in getattr(item, "fixturenames", ()):  # every stack fixture needs it
+            unit_with_services.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError(f"tests outside the rung folders (tests/unit, tests/integration, tests/e2e, "
+                                f"tests/dashboard): {misplaced[:5]}")
+    if unit_with_services:
+        raise pytest.UsageError(f"unit tests run without services, these use the real stack (move them to "
+                                f"tests/integration): {unit_with_services[:5]}")
+    items.sort(key=lambda item: RUNGS.index(rung_of(item.path)))  # the ladder: unit first, e2e last
 
 
 def pytest_sessionfinish(session, exitstatus):
-    TEST_ENV.close()
-
-
-@pytest.fixture(scope="session")
-def test_env():
-    return TEST_ENV
+    close_test_environment()
 
 
 @pytest.fixture()
@@ -33,6 +92,14 @@ def settings_override():
     before = config.get_settings()
     yield lambda **changes: config.configure(config.get_settings(), **changes)
     config.configure(before)
+
+
+# --- the real stack (integration and end-to-end tests) -------------------------------------
+
+@pytest.fixture(scope="session")
+def test_env():
+    """The session's private database and Redis DB (set up at collection; here at the latest)."""
+    return ensure_test_environment()
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +135,8 @@ def headers():
 
 @pytest.fixture(scope="session")
 def live_server(app):
+    from tests.support.processes import LiveServer
+
     server = LiveServer(app).start()
     yield server
     server.stop()
@@ -76,7 +145,7 @@ def live_server(app):
 @pytest.fixture(scope="session")
 def paper_broker(live_server):
     """The paper broker in a subprocess, posting order postbacks to the live server."""
-    from sim.harness import PaperBroker
+    from tests.support.processes import PaperBroker
 
     secrets = {c["api_key"]: (c["api_secret"], c["access_token"]) for c in BROKER_ACCOUNTS.values()}
     with PaperBroker(seed=7, postback_url=f"{live_server.url}/postback/kite", accounts=secrets) as broker:
@@ -86,13 +155,7 @@ def paper_broker(live_server):
 @pytest.fixture(scope="session")
 def broker_env(paper_broker):
     """Point the service (this process's settings, and the workers it starts) at the paper broker."""
-    import os
-
-    from app.core import config
-
-    os.environ["KITE_API_ROOT"] = paper_broker.root  # inherited by worker and stream processes
-    os.environ["KITE_WS_ROOT"] = paper_broker.ws_root
-    config.configure(config.get_settings(), kite_api_root=paper_broker.root, kite_ws_root=paper_broker.ws_root)
+    use_paper_broker(paper_broker)
     return paper_broker
 
 
@@ -123,6 +186,8 @@ def instruments(accounts):
 
 @pytest.fixture(scope="session")
 def celery_worker(broker_env, accounts):
+    from tests.support.processes import CeleryWorker
+
     worker = CeleryWorker().start()
     yield worker
     worker.stop()

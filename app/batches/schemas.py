@@ -1,17 +1,38 @@
-"""Validation of a batch request: every leg is validated like a single order first."""
+"""What a valid batch request is: 1–10 legs, each loaded like a single order (OrderRequestSchema)."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
-from app.orders.schemas import validate_order
+from app.orders.schemas import OrderRequestSchema
 
 MAX_LEGS = 10
 EXECUTIONS = ("parallel", "buy_first")
 
 
+class LegRequestSchema(OrderRequestSchema):
+    """One leg: an order, which may name its account (it must be the batch's)."""
+
+    account_id = fields.String()
+
+    @post_load
+    def _order_columns(self, data, **kwargs):
+        columns = super()._order_columns(data, **kwargs)
+        return {**columns, "account_id": data["account_id"]} if "account_id" in data else columns
+
+
+class _Legs(fields.List):
+    """The legs, counted before any is loaded: eleven legs are refused as eleven, without looking
+    up the instrument of each."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list):
+            self._validate(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class BatchRequestSchema(Schema):
-    legs = fields.List(fields.Dict(), required=True,
-                       validate=validate.Length(min=1, max=MAX_LEGS, error="a batch has 1 to 10 legs"))
+    legs = _Legs(fields.Nested(LegRequestSchema), required=True,
+                 validate=validate.Length(min=1, max=MAX_LEGS, error="a batch has 1 to 10 legs"))
     rollback_on_failure = fields.Boolean(load_default=True)
     execution = fields.String(load_default="parallel", validate=validate.OneOf(EXECUTIONS))
     wait = fields.Float(load_default=10.0, validate=validate.Range(min=0, max=60))
@@ -31,20 +52,29 @@ class AdvancedBatchRequestSchema(BatchRequestSchema):
     account_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
-def validate_legs(legs: list, account_id: str) -> list[dict]:
-    """The legs as order fields; ValidationError names each bad leg and field (`legs.2.quantity`)."""
-    errors: dict[str, dict] = {}
-    validated = []
-    for index, leg in enumerate(legs):
-        if isinstance(leg, dict) and "account_id" in leg:
-            if leg["account_id"] != account_id:
-                errors[str(index)] = {"account_id": [f"all legs belong to the batch's account {account_id!r}"]}
-                continue
-            leg = {k: v for k, v in leg.items() if k != "account_id"}
-        try:
-            validated.append(validate_order(leg))
-        except ValidationError as exc:
-            errors[str(index)] = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+_leg_schema = LegRequestSchema()
+
+
+def legs_of_account(account_id: str, legs: list[dict]) -> list[dict]:
+    """Loaded legs → their Order columns; a leg naming another account is a ValidationError
+    naming the leg (`legs.1.account_id`)."""
+    errors = {str(index): {"account_id": [f"all legs belong to the batch's account {account_id!r}"]}
+              for index, leg in enumerate(legs) if leg.get("account_id", account_id) != account_id}
     if errors:
         raise ValidationError({"legs": errors})
-    return validated
+    return [{name: value for name, value in leg.items() if name != "account_id"} for leg in legs]
+
+
+def validate_legs(legs: list, account_id: str) -> list[dict]:
+    """Legs as sent → their Order columns, or ValidationError naming each bad leg and field
+    (`legs.2.quantity`), for callers outside a request."""
+    errors: dict[str, dict] = {}
+    loaded = []
+    for index, leg in enumerate(legs):
+        try:
+            loaded.append(_leg_schema.load(leg))
+        except ValidationError as exc:
+            errors[str(index)] = exc.messages
+    if errors:
+        raise ValidationError({"legs": errors})
+    return legs_of_account(account_id, loaded)

@@ -1,4 +1,7 @@
-"""Creating, reading and waiting for batches (the web side; execution is in settlement.py)."""
+"""Creating, reading and waiting for batches (the web side; execution is in settlement.py).
+
+Legs arrive loaded (app.batches.schemas); what is checked here needs the database.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.accounts import AccountNotFound
 from app.batches.schemas import validate_legs
 from app.core.db import new_session
-from app.models import Account, Batch, Order
+from app.models import Account, Batch, Order, new_id
 from app.core.timestamps import iso
 from app.orders.service import new_order
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
@@ -25,8 +29,9 @@ FINAL_BATCH = frozenset({COMPLETED, PARTIAL, ROLLED_BACK, ROLLBACK_FAILED})
 LEG_SUCCESS = frozenset({OPEN, COMPLETE})
 
 
-class BatchNotFound(Exception):
-    pass
+class BatchNotFound(LookupError):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id!r} not found")
 
 
 class BatchConflict(Exception):
@@ -45,21 +50,31 @@ def load(session, batch_id: str) -> Batch | None:
                            .where(Batch.id == batch_id)).first()
 
 
-def create_batch(account_id: str, legs_payload: list, rollback_on_failure: bool, execution: str,
+def create_batch(account_id: str, legs: list, rollback_on_failure: bool, execution: str,
                  idempotency_key: str | None = None) -> tuple[Batch, bool]:
-    """Validate every leg, then store the batch and its legs (QUEUED). Returns (batch, created)."""
-    legs = validate_legs(legs_payload, account_id)
+    """A batch from legs as a client would send them, for callers outside a request (the API loads
+    the legs with its schema and calls place_batch)."""
+    return place_batch(account_id, validate_legs(legs, account_id), rollback_on_failure, execution, idempotency_key)
+
+
+def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, execution: str,
+                idempotency_key: str | None = None) -> tuple[Batch, bool]:
+    """Store the batch and its legs, given as Order columns, QUEUED. Returns (batch, created).
+
+    The same Idempotency-Key and legs give back the first batch; another batch under the key is
+    a BatchConflict."""
     options = {"rollback_on_failure": rollback_on_failure, "execution": execution}
     digest = _digest(account_id, legs, options)
     session = new_session()
     try:
         account = session.get(Account, account_id)
         if account is None or not account.active:
-            raise BatchNotFound(f"account {account_id!r} not found")
-        batch = Batch(account_id=account_id, status=RUNNING, total_orders=len(legs),
+            raise AccountNotFound(account_id)
+        # Its id up front, not from a flush: a second batch under the same Idempotency-Key must
+        # fail at the commit below, where the first one is looked up.
+        batch = Batch(id=new_id(), account_id=account_id, status=RUNNING, total_orders=len(legs),
                       idempotency_key=idempotency_key, request_hash=digest, **options)
         session.add(batch)
-        session.flush()
         orders = []
         for index, fields in enumerate(legs):
             leg = new_order(account_id, fields, batch_id=batch.id, leg_index=index, role="leg")

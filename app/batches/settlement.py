@@ -10,34 +10,35 @@ orders stays right while the account trades the same symbols elsewhere.
 
 Every leg and every reversal is an ordinary order (role `leg` / `rollback`)
 placed through the same exactly-once path as a single order.
+
+What follows from the facts (the outcome, the next rollback step, flat or not) is decided
+in `app.batches.decisions`; this module reads the facts and carries the decisions out.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 
 from sqlalchemy import select
 
+from app.batches import decisions
 from app.batches import metrics as batch_metrics
-from app.batches.service import (COMPLETED, FINAL_BATCH, LEG_SUCCESS, PARTIAL, ROLLBACK_FAILED, ROLLED_BACK,
-                                 RUNNING, batch_view, load)
+from app.batches.service import COMPLETED, FINAL_BATCH, PARTIAL, ROLLBACK_FAILED, RUNNING, batch_view, load
 from app.core.db import new_session, session_scope
 from app.models import Batch, Order, RollbackAction, utcnow
 from app.orders.updates import channel as order_update_channel
 from app.orders.updates import order_changed, publish
 from app.broker.client import broker_client
-from app.broker import statuses as kite_statuses
 from app.broker.errors import describe, is_final_rejection
 from app.orders.service import new_order
-from app.orders.states import CANCELLED, FINAL, OPEN, QUEUED, SUBMITTING, record_event, transition
+from app.orders.states import CANCELLED, FINAL, QUEUED, record_event, transition
 from app.orders.reconciliation import apply_broker_update
 from app.core.redis_client import get_redis
 from app.core.wakeups import Waiter, batch_channel, nudge
 
 log = logging.getLogger(__name__)
 
-PENDING, DONE, FAILED = "PENDING", "DONE", "FAILED"
+PENDING, DONE, FAILED = decisions.PENDING, decisions.DONE, decisions.FAILED  # rollback action results
 REVERSAL_SETTLE_S = 10.0  # how long finishing waits for reversal MARKET orders to fill
 
 
@@ -54,9 +55,8 @@ def await_verdict(order_id: str, account_id: str, timeout_s: float = VERDICT_WAI
         while True:
             with new_session() as session:
                 order = session.get(Order, order_id)
-                if order is None or not order.broker_order_id or order.status not in LEG_SUCCESS:
-                    return
-                if order.broker_status in kite_statuses.VERDICT:
+                if order is None or not decisions.awaits_verdict(order.status, order.broker_order_id,
+                                                                 order.broker_status):
                     return
                 broker_order_id = order.broker_order_id
             remaining = deadline - time.monotonic()
@@ -71,7 +71,8 @@ def leg_result(order_id: str) -> dict:
     with new_session() as session:
         order = session.get(Order, order_id)
         return {"order_id": order_id, "batch_id": order.batch_id if order else None,
-                "status": order.status if order else None, "success": bool(order and order.status in LEG_SUCCESS)}
+                "status": order.status if order else None,
+                "success": bool(order and decisions.leg_succeeded(order.status))}
 
 
 def has_every_verdict(batch_id: str) -> bool:
@@ -80,9 +81,7 @@ def has_every_verdict(batch_id: str) -> bool:
     with new_session() as session:
         legs = session.execute(select(Order.status, Order.broker_status)
                                .where(Order.batch_id == batch_id, Order.role == "leg")).all()
-    return bool(legs) and all(
-        broker_status in kite_statuses.VERDICT if status == OPEN else status not in (QUEUED, SUBMITTING)
-        for status, broker_status in legs)
+    return decisions.every_verdict_in(legs)
 
 
 def skip_unplaced_legs(batch_id: str, reason: str) -> None:
@@ -118,18 +117,17 @@ def _decide(session, batch_id: str) -> tuple[str, list[int], bool]:
     if session.scalars(select(RollbackAction.id).where(RollbackAction.batch_id == batch_id)).first():
         return RUNNING, [], False
     legs = list(session.scalars(select(Order).where(Order.batch_id == batch_id, Order.role == "leg")))
-    succeeded = [o for o in legs if o.status in LEG_SUCCESS]
-    failed = [o for o in legs if o.status not in LEG_SUCCESS]
-    batch.succeeded, batch.failed = len(succeeded), len(failed)
-    if not failed:
+    decision = decisions.decide(legs, batch.rollback_on_failure)
+    batch.succeeded, batch.failed = len(decision.succeeded), len(decision.failed)
+    if decision.status == COMPLETED:
         batch.status, batch.completed_at = COMPLETED, utcnow()
         return COMPLETED, [], True
-    batch.error = "; ".join(f"leg {o.leg_index}: {o.status} {o.error or ''}".strip() for o in failed)[:2000]
-    if not batch.rollback_on_failure or not succeeded:
-        batch.status, batch.completed_at = (PARTIAL if succeeded else ROLLED_BACK), utcnow()
+    batch.error = decision.error
+    if decision.settled:
+        batch.status, batch.completed_at = decision.status, utcnow()
         return batch.status, [], True
     actions = [RollbackAction(batch_id=batch_id, leg_order_id=o.id, action="cancel", result=PENDING)
-               for o in succeeded]
+               for o in decision.rollback]
     session.add_all(actions)
     session.flush()
     return RUNNING, [a.id for a in actions], False
@@ -153,12 +151,7 @@ def _reversal_order(action_id: int, leg: Order, quantity: int) -> str:
         action = session.get(RollbackAction, action_id, with_for_update=True)
         if action.reversal_order_id:
             return action.reversal_order_id
-        fields = {
-            "exchange": leg.exchange, "tradingsymbol": leg.tradingsymbol, "instrument_token": leg.instrument_token,
-            "transaction_type": "SELL" if leg.transaction_type == "BUY" else "BUY", "quantity": quantity,
-            "product": leg.product, "order_type": "MARKET", "variety": "regular", "validity": "DAY",
-            "market_protection": -1.0,
-        }
+        fields = decisions.reversal_fields(leg, quantity)
         reversal = new_order(leg.account_id, fields, batch_id=leg.batch_id, role="rollback")
         session.add(reversal)
         record_event(session, reversal, None, QUEUED, detail={"source": "rollback", "leg_order_id": leg.id})
@@ -177,7 +170,7 @@ def prepare_rollback(action_id: int) -> tuple[str, str | None]:
         leg = session.get(Order, action.leg_order_id)
     kite = broker_client(leg.account_id)
     state = _broker_view(kite, leg.broker_order_id)
-    if state.get("status") in kite_statuses.LIVE:
+    if decisions.needs_cancel(state):
         try:
             kite.cancel_order(leg.variety, leg.broker_order_id)
         except Exception as exc:
@@ -186,33 +179,26 @@ def prepare_rollback(action_id: int) -> tuple[str, str | None]:
             log.info("cancel lost the race to a fill", extra={"order_id": leg.id, "error": describe(exc)})
         state = _broker_view(kite, leg.broker_order_id)
     apply_broker_update(leg.account_id, state, source="rollback")
-    filled = int(state.get("filled_quantity") or 0)
-    if state.get("status") in kite_statuses.LIVE:
+    step = decisions.plan_rollback(leg.quantity, state)
+    if step.action == decisions.WAIT:
         # Still live after a cancel: leave it to the retry; reversing now could double the exit.
         raise RuntimeError(f"leg {leg.id} still {state.get('status')} after cancel")
-    if filled == 0:
-        finish_action(action_id, DONE, action="cancel", quantity=int(leg.quantity))
+    if step.action == decisions.CANCELLED_ONLY:
+        finish_action(action_id, DONE, action="cancel", quantity=step.quantity)
         return "done", None
-    return "reverse", _reversal_order(action_id, leg, filled)
+    return "reverse", _reversal_order(action_id, leg, step.quantity)
 
 
 def finish_reversal(action_id: int, reversal_id: str) -> None:
     with new_session() as session:
         reversal = session.get(Order, reversal_id)
         status, error = reversal.status, reversal.error
-    ok = status in LEG_SUCCESS
-    finish_action(action_id, DONE if ok else FAILED, None if ok else f"reversal {status}: {error}")
+    finish_action(action_id, *decisions.reversal_result(status, error))
 
 
 def _signed_fills(kite, orders: list[Order]) -> dict[str, int]:
     """Net filled quantity per symbol of these orders, from the broker's own records."""
-    wanted = {o.broker_order_id for o in orders if o.broker_order_id}
-    net: dict[str, int] = defaultdict(int)
-    for row in kite.orders():
-        if str(row.get("order_id")) in wanted:
-            sign = 1 if row.get("transaction_type") == "BUY" else -1
-            net[row["tradingsymbol"]] += sign * int(row.get("filled_quantity") or 0)
-    return dict(net)
+    return decisions.net_fills(kite.orders(), [o.broker_order_id for o in orders])
 
 
 def _all_settled(order_ids: list[str]) -> bool:
@@ -239,15 +225,14 @@ def confirm_flat(batch_id: str, wait_s: float = REVERSAL_SETTLE_S) -> str:
     while any(net.values()) and time.monotonic() < deadline:
         time.sleep(0.5)  # stay well under the broker's 10 requests/s
         net = _signed_fills(kite, orders)
-    status = ROLLED_BACK if not any(net.values()) and not failed_actions else ROLLBACK_FAILED
+    status = decisions.rollback_outcome(net, failed_actions)
     with session_scope() as session:
         batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
         if batch.status != RUNNING:
             return batch.status
         batch.status, batch.completed_at = status, utcnow()
         if status == ROLLBACK_FAILED:
-            exposure = {symbol: qty for symbol, qty in net.items() if qty}
-            batch.error = f"{batch.error or ''}; not flat after rollback: {exposure}".strip("; ")[:2000]
+            batch.error = decisions.not_flat_error(batch.error, net)
     nudge(batch_channel(batch_id))
     return status
 
@@ -297,5 +282,5 @@ def settled_legs(batch_id: str) -> bool:
     """True when no leg is still being placed (the watchdog may settle it)."""
     with new_session() as session:
         statuses = session.scalars(select(Order.status).where(Order.batch_id == batch_id, Order.role == "leg"))
-        return all(s not in (QUEUED, SUBMITTING) for s in statuses)
+        return decisions.none_being_placed(statuses)
 

@@ -90,6 +90,15 @@ def _info(inst: Instrument) -> InstrumentInfo:
 class InstrumentRegistry:
     """In-memory lookups, reloaded at most every `check_every` seconds if the table changed."""
 
+    @classmethod
+    def of(cls, instruments: Iterable[InstrumentInfo], loaded_at: datetime | None = None) -> "InstrumentRegistry":
+        """A registry of these instruments only, loaded at `loaded_at` (default: now), never reloaded
+        and without a database (unit tests, tools)."""
+        infos = list(instruments)
+        fixed = cls(session_factory=None)
+        fixed._load(infos, (len(infos), loaded_at or utcnow()))
+        return fixed
+
     def __init__(self, session_factory, check_every: float = 5.0) -> None:
         self._session_factory = session_factory
         self._check_every = check_every
@@ -99,7 +108,14 @@ class InstrumentRegistry:
         self._by_token: dict[int, InstrumentInfo] = {}
         self._by_symbol: dict[tuple[str, str], InstrumentInfo] = {}
 
+    def _load(self, infos: list[InstrumentInfo], version: tuple) -> None:
+        self._by_token = {i.instrument_token: i for i in infos}
+        self._by_symbol = {(i.exchange, i.tradingsymbol): i for i in infos}
+        self._version = version
+
     def _refresh_if_stale(self) -> None:
+        if self._session_factory is None:  # a fixed registry (`of`)
+            return
         now = time.monotonic()
         if now - self._checked_at < self._check_every and self._version is not None:
             return
@@ -110,10 +126,7 @@ class InstrumentRegistry:
                 version = tuple(session.execute(
                     select(func.count(Instrument.instrument_token), func.max(Instrument.updated_at))).one())
                 if version != self._version:
-                    infos = [_info(i) for i in session.scalars(select(Instrument))]
-                    self._by_token = {i.instrument_token: i for i in infos}
-                    self._by_symbol = {(i.exchange, i.tradingsymbol): i for i in infos}
-                    self._version = version
+                    self._load([_info(i) for i in session.scalars(select(Instrument))], version)
             self._checked_at = now
 
     @property
@@ -129,6 +142,8 @@ class InstrumentRegistry:
         return newest if count else None
 
     def invalidate(self) -> None:
+        if self._session_factory is None:  # a fixed registry has nothing to reload
+            return
         self._checked_at = 0.0
         self._version = None
 

@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 
 ORDER_REQUESTS = Counter("order_requests_total", "Order REST requests by operation and answer status",
                          ["operation", "status"])
-# The statuses each counted route (`_counted(operation)` in app/web/api/orders.py) can answer: the
-# responses its OpenAPI entry documents, plus 500 for an unexpected error. Created at 0 here so a
-# fresh deployment already has these series: dashboards and alert rules need one before the first
-# request (tests/ops/test_metrics_series.py checks the table against the routes).
+# The statuses each counted route (marked `_counted(operation)` in app/web/api/orders.py, counted by
+# the request hook in app/web/http_metrics.py) can answer: the responses its OpenAPI entry
+# documents, plus 500 for an unexpected error. Created at 0 here so a fresh deployment already
+# has these series: dashboards and alert rules need one before the first request
+# (tests/integration/ops/test_metrics_series.py checks the table against the routes).
 ORDER_REQUEST_STATUSES = {
     "place": (200, 202, 400, 403, 404, 409, 422, 500),
     "list": (200, 400, 403, 404, 422, 500),

@@ -1,14 +1,13 @@
 """What a valid order request is: Kite's rules checked before anything is enqueued.
 
-`validate_order(payload)` is shared by single orders and batch legs; it raises
-marshmallow's ValidationError with messages keyed by field name (→ 422).
+OrderRequestSchema loads a request body into the order's columns (what the service stores);
+batch legs nest it. ValidationError messages are keyed by field name (→ 422).
 """
 from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import (EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate,
-                         validates_schema)
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from app.market.instrument_refresh import refresh_for_unknown_symbol
 from app.market.instruments import registry
@@ -26,8 +25,6 @@ TAG_MAX = 20
 MAX_QUANTITY = 10_000_000
 MAX_PRICE = 1e9
 
-# PostgreSQL text cannot hold a NUL character: a string that will be stored or looked up
-# with one must be refused as input (422 naming the field), never reach the database (500).
 _UPPER = ("exchange", "transaction_type", "product", "order_type", "validity")
 
 
@@ -79,8 +76,12 @@ def _check_protection(value, errors: dict) -> None:
 
 
 class OrderRequestSchema(Schema):
+    """One order as a client sends it (Kite's order parameters) → its Order columns."""
+
     class Meta:
         unknown = RAISE
+
+    error_messages = {"type": "an order must be a JSON object"}
 
     exchange = fields.String(required=True, validate=validate.Length(min=1, max=16))
     tradingsymbol = fields.String(required=True, validate=validate.Length(min=1, max=64))
@@ -123,20 +124,17 @@ class OrderRequestSchema(Schema):
         if errors:
             raise ValidationError(errors)
 
-
-_order_schema = OrderRequestSchema()
-_leg_schema = OrderRequestSchema(unknown=EXCLUDE)
+    @post_load
+    def _order_columns(self, data, **_kw):
+        return order_columns(data)
 
 
 def _money(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 2)))
 
 
-def validate_order(payload, ignore_unknown: bool = False) -> dict:
-    """A request body → the normalised order fields (as Order columns), or ValidationError."""
-    if not isinstance(payload, dict):
-        raise ValidationError({"_schema": ["an order must be a JSON object"]})
-    data = (_leg_schema if ignore_unknown else _order_schema).load(payload)
+def order_columns(data: dict) -> dict:
+    """A loaded order request → the normalised Order columns (instrument as the registry names it)."""
     info = registry().by_symbol(data["exchange"], data["tradingsymbol"])
     order_type = data["order_type"]
     protection = data.get("market_protection")
@@ -160,9 +158,22 @@ def validate_order(payload, ignore_unknown: bool = False) -> dict:
     }
 
 
+_order_schema = OrderRequestSchema()
+_lenient_order_schema = OrderRequestSchema(unknown=EXCLUDE)
+
+
+def validate_order(payload, ignore_unknown: bool = False) -> dict:
+    """An order as sent → its Order columns, or ValidationError (for callers outside a request)."""
+    return (_lenient_order_schema if ignore_unknown else _order_schema).load(payload)
+
+
 class ModifyRequestSchema(Schema):
+    """A PATCH of an OPEN order: the fields to change (checked against the order by the service)."""
+
     class Meta:
         unknown = RAISE
+
+    error_messages = {"type": "a modification must be a JSON object"}
 
     quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
     price = _price_field(allow_none=True)
@@ -186,10 +197,13 @@ _modify_schema = ModifyRequestSchema()
 
 
 def validate_modification(order, payload) -> dict:
-    """A PATCH body checked against the order it changes → the parameters for kite.modify_order."""
-    if not isinstance(payload, dict):
-        raise ValidationError({"_schema": ["a modification must be a JSON object"]})
-    changes = _modify_schema.load(payload)
+    """A modification as sent, checked against the order it changes (for callers outside a request)."""
+    return check_modification(order, _modify_schema.load(payload))
+
+
+def check_modification(order, changes: dict) -> dict:
+    """Loaded changes (ModifyRequestSchema) checked against the order they change → the
+    parameters for kite.modify_order."""
     info = registry().by_symbol(order.exchange, order.tradingsymbol)
     merged = {
         "transaction_type": order.transaction_type,
@@ -215,64 +229,3 @@ def validate_modification(order, payload) -> dict:
         if name in params:
             params[name] = float(_money(params[name]))
     return params
-
-
-
-
-# --- Response shapes (documentation: app.orders.view builds the bodies) -------------------------
-
-class OrderEventSchema(Schema):
-    """One state transition of an order (app.orders.view.event_view)."""
-
-    at = fields.String(metadata={"description": "UTC ISO-8601 with milliseconds"})
-    from_status = fields.String(allow_none=True)
-    to_status = fields.String()
-    attempt = fields.Integer(allow_none=True)
-    error = fields.String(allow_none=True)
-    detail = fields.Dict(allow_none=True)
-
-
-class OrderSchema(Schema):
-    """An order record (app.orders.view.order_view)."""
-
-    id = fields.String()
-    order_id = fields.String(metadata={"description": "same as `id`"})
-    account_id = fields.String()
-    status = fields.String(metadata={"description": "QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, "
-                                                    "REJECTED or DEAD_LETTER"})
-    broker_order_id = fields.String(allow_none=True)
-    broker_status = fields.String(allow_none=True)
-    status_message = fields.String(allow_none=True)
-    tag = fields.String(allow_none=True, metadata={"description": "the tag the broker keeps with the order"})
-    attempts = fields.Integer(allow_none=True)
-    error = fields.String(allow_none=True)
-    exchange = fields.String()
-    tradingsymbol = fields.String()
-    instrument_token = fields.Integer(allow_none=True)
-    transaction_type = fields.String()
-    quantity = fields.Integer()
-    product = fields.String()
-    order_type = fields.String()
-    variety = fields.String(allow_none=True)
-    validity = fields.String(allow_none=True)
-    price = fields.Float(allow_none=True)
-    trigger_price = fields.Float(allow_none=True)
-    disclosed_quantity = fields.Integer(allow_none=True)
-    market_protection = fields.Float(allow_none=True)
-    client_tag = fields.String(allow_none=True, metadata={"description": "the request's `tag`"})
-    filled_quantity = fields.Integer(allow_none=True)
-    average_price = fields.Float(allow_none=True)
-    batch_id = fields.String(allow_none=True)
-    leg_index = fields.Integer(allow_none=True)
-    role = fields.String(allow_none=True, metadata={"description": "order, leg or rollback"})
-    created_at = fields.String(allow_none=True)
-    updated_at = fields.String(allow_none=True)
-    events = fields.List(fields.Nested(OrderEventSchema))
-
-
-class OrderListSchema(Schema):
-    """A page of orders, newest first; `next_cursor` continues after its last order."""
-
-    orders = fields.List(fields.Nested(OrderSchema))
-    count = fields.Integer()
-    next_cursor = fields.String(allow_none=True)

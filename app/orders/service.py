@@ -1,6 +1,7 @@
 """Order requests from clients: accept (idempotently), read, list, modify, cancel, replay.
 
-The web process only records and enqueues; the workers talk to the broker
+Requests arrive loaded by the schemas (app.orders.schemas); what is checked here needs the
+database. The web process only records and enqueues; the workers talk to the broker
 (app.orders.execution). No Flask here: errors are domain exceptions the API maps.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from app.core.db import new_session, session_scope
 from app.models import Account, Order, new_id, utcnow
 from app.orders.updates import order_changed
 from app.orders import dispatch
-from app.orders.schemas import validate_modification, validate_order
+from app.orders.schemas import check_modification
 from app.orders.states import CANCELLED, DEAD_LETTER, FINAL, OPEN, QUEUED, record_event
 
 TAG_PREFIX = "ts"
@@ -79,14 +80,15 @@ def new_order(account_id: str, fields: dict, idempotency_key: str | None = None,
     return order
 
 
-def place(account_id: str, payload: dict, idempotency_key: str | None = None) -> tuple[Order, bool]:
-    """Validate, record and enqueue one order. Returns (order, created).
+def place(account_id: str, fields: dict, idempotency_key: str | None = None) -> tuple[Order, bool]:
+    """Record and enqueue one order, given as its Order columns (OrderRequestSchema). Returns (order, created).
 
-    With an Idempotency-Key the same key and body give back the first order
-    (created=False); the same key with another body is an IdempotencyConflict.
+    With an Idempotency-Key the same key and order give back the first order
+    (created=False); the same key with another order is an IdempotencyConflict.
+    The order is compared as loaded (normalised), so a body that differs only in
+    spelling (case, defaults written out) is the same order.
     The unique (account_id, idempotency_key) constraint settles concurrent requests.
     """
-    fields = validate_order(payload)
     digest = request_hash(account_id, fields)
     session = new_session()
     try:
@@ -175,8 +177,9 @@ def dead_letter_count() -> int:
         return int(session.scalar(select(func.count()).select_from(Order).where(Order.status == DEAD_LETTER)) or 0)
 
 
-def request_modify(order_id: str, payload: dict) -> Order:
-    """Check a modification and hand it to the worker; only an OPEN order can be modified."""
+def request_modify(order_id: str, changes: dict) -> Order:
+    """Check loaded changes (ModifyRequestSchema) against the order and hand them to the worker;
+    only an OPEN order can be modified."""
     with session_scope() as session:
         order = session.get(Order, order_id, with_for_update=True)
         if order is None:
@@ -184,7 +187,7 @@ def request_modify(order_id: str, payload: dict) -> Order:
         if order.status != OPEN or not order.broker_order_id:
             raise OrderStateConflict(f"order is {order.status}; only an OPEN order can be modified",
                                      {"status": order.status})
-        params = validate_modification(order, payload)
+        params = check_modification(order, changes)
         record_event(session, order, OPEN, OPEN, detail={"request": "modify", "params": params})
         account_id = order.account_id
     dispatch.enqueue_modification(order_id, account_id, params)

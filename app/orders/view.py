@@ -1,56 +1,87 @@
-"""The JSON shape of an order record (REST answers, WebSocket snapshots and updates)."""
+"""The JSON shape of an order record: one schema for REST answers, WebSocket snapshots and updates."""
 from __future__ import annotations
 
-from decimal import Decimal
+from marshmallow import Schema, fields
 
 from app.core.timestamps import iso
-from app.models import Order, OrderEvent
+from app.models import Order
 
 
+class Timestamp(fields.String):
+    """A datetime written as every API body writes it (app.core.timestamps.iso); a string in the OpenAPI."""
 
-def _num(value: Decimal | None) -> float | None:
-    return float(value) if value is not None else None
+    def _serialize(self, value, attr, obj, **kwargs):
+        return iso(value)
 
 
-def event_view(event: OrderEvent) -> dict:
-    return {"at": iso(event.at), "from_status": event.from_status, "to_status": event.to_status,
-            "attempt": event.attempt, "error": event.error, "detail": event.detail}
+class _SameAsId(fields.String):
+    """The order's `id` under another name (marshmallow lets only one field take an attribute)."""
+
+    def serialize(self, attr, obj, accessor=None, **kwargs):
+        return super().serialize("id", obj, accessor, **kwargs)
+
+
+class OrderEventSchema(Schema):
+    """One state transition of an order."""
+
+    at = Timestamp(metadata={"description": "UTC ISO-8601 with milliseconds"})
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    attempt = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    detail = fields.Dict(allow_none=True)
+
+
+class OrderSchema(Schema):
+    """An order record (an Order with its events)."""
+
+    id = fields.String()
+    order_id = _SameAsId(metadata={"description": "same as `id`"})
+    account_id = fields.String()
+    status = fields.String(metadata={"description": "QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, "
+                                                    "REJECTED or DEAD_LETTER"})
+    broker_order_id = fields.String(allow_none=True)
+    broker_status = fields.String(allow_none=True)
+    status_message = fields.String(allow_none=True)
+    tag = fields.String(allow_none=True, metadata={"description": "the tag the broker keeps with the order"})
+    attempts = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    exchange = fields.String()
+    tradingsymbol = fields.String()
+    instrument_token = fields.Integer(allow_none=True)
+    transaction_type = fields.String()
+    quantity = fields.Integer()
+    product = fields.String()
+    order_type = fields.String()
+    variety = fields.String(allow_none=True)
+    validity = fields.String(allow_none=True)
+    price = fields.Float(allow_none=True)
+    trigger_price = fields.Float(allow_none=True)
+    disclosed_quantity = fields.Integer(allow_none=True)
+    market_protection = fields.Float(allow_none=True)
+    client_tag = fields.String(allow_none=True, metadata={"description": "the request's `tag`"})
+    filled_quantity = fields.Integer(allow_none=True)
+    average_price = fields.Float(allow_none=True)
+    batch_id = fields.String(allow_none=True)
+    leg_index = fields.Integer(allow_none=True)
+    role = fields.String(allow_none=True, metadata={"description": "order, leg or rollback"})
+    created_at = Timestamp(allow_none=True)
+    updated_at = Timestamp(allow_none=True)
+    events = fields.List(fields.Nested(OrderEventSchema))
+
+
+class OrderListSchema(Schema):
+    """A page of orders, newest first; `next_cursor` continues after its last order."""
+
+    orders = fields.List(fields.Nested(OrderSchema))
+    count = fields.Integer()
+    next_cursor = fields.String(allow_none=True)
+
+
+_with_events = OrderSchema()
+_without_events = OrderSchema(exclude=("events",))
 
 
 def order_view(order: Order, with_events: bool = True) -> dict:
-    view = {
-        "id": order.id,
-        "order_id": order.id,
-        "account_id": order.account_id,
-        "status": order.status,
-        "broker_order_id": order.broker_order_id,
-        "broker_status": order.broker_status,
-        "status_message": order.status_message,
-        "tag": order.tag,
-        "attempts": order.attempts,
-        "error": order.error,
-        "exchange": order.exchange,
-        "tradingsymbol": order.tradingsymbol,
-        "instrument_token": order.instrument_token,
-        "transaction_type": order.transaction_type,
-        "quantity": order.quantity,
-        "product": order.product,
-        "order_type": order.order_type,
-        "variety": order.variety,
-        "validity": order.validity,
-        "price": _num(order.price),
-        "trigger_price": _num(order.trigger_price),
-        "disclosed_quantity": order.disclosed_quantity,
-        "market_protection": order.market_protection,
-        "client_tag": order.client_tag,
-        "filled_quantity": order.filled_quantity,
-        "average_price": _num(order.average_price),
-        "batch_id": order.batch_id,
-        "leg_index": order.leg_index,
-        "role": order.role,
-        "created_at": iso(order.created_at),
-        "updated_at": iso(order.updated_at),
-    }
-    if with_events:
-        view["events"] = [event_view(e) for e in order.events]
-    return view
+    """The record as the API and the order stream show it (the stream leaves the events out)."""
+    return (_with_events if with_events else _without_events).dump(order)

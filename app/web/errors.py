@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
@@ -78,10 +78,45 @@ def _summarise(details: dict[str, Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
+    """How the API answers each domain exception that reaches it: the routes let them through
+    rather than catching them one by one."""
+    from app import accounts
+    from app.batches import service as batches
+    from app.market import option_chain, subscriptions
+    from app.orders.reconciliation import PostbackRejected
+    from app.orders.service import OrderError
+    from app.webhooks import delivery, registry
+
+    return {
+        OrderError: lambda e: ApiError(e.status, e.message, e.code, e.details),
+        accounts.AccountNotFound: lambda e: ApiError(404, f"account {e.args[0]!r} not found"),
+        accounts.AccountExists: lambda e: ApiError(409, f"account {e.args[0]!r} already exists"),
+        batches.BatchNotFound: lambda e: ApiError(404, str(e)),
+        batches.BatchConflict: lambda e: ApiError(409, str(e), "idempotency_conflict", {"batch_id": e.batch_id}),
+        subscriptions.UnknownInstrument: lambda e: ApiError(
+            422, str(e), details={"instrument_token": [str(t) for t in e.tokens[:50]]}),
+        subscriptions.UnknownAccount: lambda e: ApiError(
+            422, f"unknown account {e.args[0]!r}", details={"account_id": ["unknown account"]}),
+        subscriptions.OverCapacity: lambda e: ApiError(
+            409, str(e), "over_capacity", {"requested": e.requested, "capacity": e.capacity}),
+        registry.InvalidWebhook: lambda e: ApiError(422, f"{e.field}: {e}", details={e.field: [str(e)]}),
+        registry.WebhookNotFound: lambda e: ApiError(404, f"webhook {e.args[0]!r} not found"),
+        registry.DeliveryNotFound: lambda e: ApiError(404, f"delivery {e.args[0]!r} not found"),
+        delivery.DeliveryInFlight: lambda e: ApiError(409, "this delivery is still being attempted", "conflict"),
+        option_chain.NoSuchChain: lambda e: ApiError(404, str(e)),
+        PostbackRejected: lambda e: ApiError(e.status, f"postback rejected: {e}"),
+    }
+
+
+def _answer(exc: ApiError):
+    return error_response(exc.status, exc.message, exc.code, exc.details)
+
+
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.message, exc.code, exc.details)
+    app.register_error_handler(ApiError, _answer)
+    for exception, as_api_error in _domain_errors().items():
+        app.register_error_handler(exception, lambda exc, as_api_error=as_api_error: _answer(as_api_error(exc)))
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):

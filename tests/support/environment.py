@@ -1,7 +1,11 @@
-"""The test session's environment: a private PostgreSQL database and Redis DB (or embedded ones).
+"""The environment of the tests that run the real parts: a private PostgreSQL database and
+Redis DB (or SQLite and an embedded Redis when none is reachable), and the service's variables.
 
-Runs before any application module is imported, because celeryconfig reads the
-environment at import time.
+`ensure_test_environment()` sets it up once per test process, and only when integration or
+end-to-end tests are about to be imported (tests/conftest.py): unit tests never pay for it. It
+must be in `os.environ` before anything reads the settings for an integration test (modules such
+as `workers.celery_app` do at import) and before any worker subprocess starts, which inherit it.
+Benchmarks call `configure_test_environment()` for a stack of their own.
 """
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 API_KEYS = {"admin": "test-admin-key", "primary": "test-primary-key", "other": "test-other-key"}
+
+# The paper-broker accounts every integration test trades on.
+BROKER_ACCOUNTS = {
+    "primary": {"api_key": "paper-primary", "api_secret": "paper-secret-primary", "access_token": "tok-primary"},
+    "other": {"api_key": "paper-other", "api_secret": "paper-secret-other", "access_token": "tok-other"},
+}
 
 
 @dataclass
@@ -115,3 +125,50 @@ def configure_test_environment() -> TestEnvironment:
     env = TestEnvironment(database_url=database_url, redis_url=redis_url, backend=backend, cleanups=cleanups)
     print(f"test database: {backend}; redis: {redis_url}")
     return env
+
+
+def use_paper_broker(broker) -> None:
+    """Point the service at `broker`: this process's settings, and the environment that the
+    workers and stream processes it starts afterwards inherit."""
+    from app.core import config
+
+    os.environ["KITE_API_ROOT"] = broker.root
+    os.environ["KITE_WS_ROOT"] = broker.ws_root
+    config.configure(config.get_settings(), kite_api_root=broker.root, kite_ws_root=broker.ws_root)
+
+
+_session_environment: TestEnvironment | None = None
+
+
+def ensure_test_environment() -> TestEnvironment:
+    """The test process's environment, set up on first use (later calls return it)."""
+    global _session_environment
+    if _session_environment is None:
+        _session_environment = configure_test_environment()
+        _forget_settings_read_before()
+    return _session_environment
+
+
+def close_test_environment() -> None:
+    """Drop the database and empty the Redis DB of `ensure_test_environment()`, if it ran."""
+    global _session_environment
+    if _session_environment is not None:
+        _session_environment.close()
+        _session_environment = None
+
+
+def _forget_settings_read_before() -> None:
+    """Whatever this process built from the environment before it was set (a unit test that read
+    the settings, a module that configured Celery at import) is built again from the new one."""
+    import sys
+
+    if "app.core.config" in sys.modules:
+        sys.modules["app.core.config"].configure()
+    if "app.core.db" in sys.modules:
+        sys.modules["app.core.db"].reset_engine()
+    task_client = sys.modules.get("app.core.task_client")
+    if task_client is not None:
+        task_client.celery_client.cache_clear()
+        celery_app = sys.modules.get("workers.celery_app")
+        if celery_app is not None:
+            task_client.configure_celery(celery_app.celery_app)

@@ -1,5 +1,4 @@
 """Accounts: admin registration, listing, and the Kite login (request_token → access token)."""
-from flask_smorest import Blueprint
 from kiteconnect import exceptions as kite_errors
 from marshmallow import Schema, fields, validate
 
@@ -7,6 +6,7 @@ from app import accounts as account_service
 from app.web.auth import authenticate, require_account, require_admin
 from app.broker.client import exchange_request_token
 from app.core.db import session_scope
+from app.web.blueprint import Blueprint
 from app.web.errors import ApiError
 from app.market.instrument_refresh import request_refresh
 
@@ -47,16 +47,13 @@ class SessionSchema(Schema):
 @blp.route("/accounts", methods=["POST"])
 @blp.arguments(AccountCreateSchema)
 @blp.response(201, AccountSchema)
-@blp.alt_response(409, response="CONFLICT")
+@blp.errors(409)
 def create_account(body):
     """Register a Kite account (admin key). Secrets are stored encrypted and never returned."""
     require_admin()
     with session_scope() as session:
-        try:
-            account = account_service.add_account(session, body["account_id"], body["api_key"],
-                                                  body["api_secret"], body.get("access_token"))
-        except account_service.AccountExists:
-            raise ApiError(409, f"account {body['account_id']!r} already exists")
+        account = account_service.add_account(session, body["account_id"], body["api_key"],
+                                              body["api_secret"], body.get("access_token"))
         view = account_service.public_view(account)
     request_refresh()  # the first account lets the instrument registry load
     return view
@@ -74,29 +71,22 @@ def list_accounts():
 
 @blp.route("/accounts/<account_id>", methods=["GET"])
 @blp.response(200, AccountSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def get_account(account_id):
     require_account(account_id)
     with session_scope() as session:
-        try:
-            return account_service.public_view(account_service.get_account(session, account_id))
-        except account_service.AccountNotFound:
-            raise ApiError(404, f"account {account_id!r} not found")
+        return account_service.public_view(account_service.get_account(session, account_id))
 
 
 @blp.route("/accounts/<account_id>/session", methods=["POST"])
 @blp.arguments(SessionRequestSchema)
 @blp.response(200, SessionSchema)
-@blp.alt_response(404, response="NOT_FOUND")
-@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+@blp.errors(404, 503)
 def create_session(body, account_id):
     """Exchange a Kite `request_token` for an access token (admin key), with the official client."""
     require_admin()
     with session_scope() as session:
-        try:
-            creds = account_service.credentials(account_service.get_account(session, account_id))
-        except account_service.AccountNotFound:
-            raise ApiError(404, f"account {account_id!r} not found")
+        creds = account_service.credentials(account_service.get_account(session, account_id))
     try:
         data = exchange_request_token(creds, body["request_token"])
     except (kite_errors.TokenException, kite_errors.InputException) as exc:

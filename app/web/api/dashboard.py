@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import send_from_directory
-from flask_smorest import Blueprint
+
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("dashboard", __name__, description="Trader dashboard (HTML page)")
 

@@ -1,7 +1,7 @@
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from app.web import health as health_checks
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("health", __name__, description="Service health")
 
@@ -19,5 +19,4 @@ class HealthSchema(Schema):
 @blp.doc(security=[])
 def health():
     """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down."""
-    body, status = health_checks.report()
-    return body, status
+    return health_checks.report()  # (body, status)

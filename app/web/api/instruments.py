@@ -1,10 +1,10 @@
 """Instrument registry: lookups and an on-demand refresh (beat refreshes daily)."""
 from datetime import date
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.web.auth import authenticate, require_admin
+from app.web.blueprint import Blueprint
 from app.web.errors import ApiError
 from app.market.instrument_refresh import REFRESH_TASK
 from app.market.instruments import registry
@@ -54,7 +54,7 @@ def list_instruments(query):
 
 @blp.route("/instruments/<int:instrument_token>", methods=["GET"])
 @blp.response(200, InstrumentSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def get_instrument(instrument_token):
     authenticate()
     info = registry().by_token(instrument_token)

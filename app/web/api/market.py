@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import requests
-from flask_smorest import Blueprint
 from kiteconnect import exceptions as kite_errors
 from marshmallow import Schema, fields, validate
 
@@ -13,10 +12,11 @@ from app.market import option_chain
 from app.web.auth import authenticate, require_account
 from app.broker.client import kite_client
 from app.core.db import session_scope
-from app.web.errors import ApiError
 from app.market.instruments import option_underlyings, registry
 from app.core.validation import NUL_FREE
 from app.core.redis_client import get_redis
+from app.web.blueprint import Blueprint
+from app.web.errors import ApiError
 
 blp = Blueprint("market", __name__, description="Option chain and market data")
 
@@ -62,10 +62,7 @@ def _credentials_for(account_id: str | None):
     principal = require_account(account_id) if account_id else authenticate()
     with session_scope() as session:
         if account_id:
-            try:
-                return account_service.credentials(account_service.get_account(session, account_id))
-            except account_service.AccountNotFound:
-                raise ApiError(404, f"account {account_id!r} not found")
+            return account_service.credentials(account_service.get_account(session, account_id))
         for account in account_service.list_accounts(session):
             if principal.may_access(account.id) and account.access_token_enc:
                 return account_service.credentials(account)
@@ -142,18 +139,14 @@ def underlyings():
 @blp.route("/option-chain", methods=["GET"])
 @blp.arguments(ChainQuerySchema, location="query")
 @blp.response(200, ChainSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def chain(query):
     """The live chain: per strike CE/PE LTP, change, OI, volume, IV and Greeks from the latest ticks.
 
     Greeks units: theta per calendar day, vega per volatility point, rho per rate point.
     """
     authenticate()
-    try:
-        return option_chain.build_chain(registry().all(), get_redis(), query["underlying"].upper(),
-                                        query.get("expiry"))
-    except option_chain.NoSuchChain as exc:
-        raise ApiError(404, str(exc))
+    return option_chain.build_chain(registry().all(), get_redis(), query["underlying"].upper(), query.get("expiry"))
 
 
 class HistorySchema(Schema):

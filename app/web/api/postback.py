@@ -6,13 +6,13 @@ changes nothing.
 """
 from __future__ import annotations
 
-from flask import jsonify, request
-from flask_smorest import Blueprint
+from flask import request
 from marshmallow import Schema, fields
 
-from app.web.errors import ApiError
 from app.core.validation import nul_fields
-from app.orders.reconciliation import PostbackRejected, apply_postback
+from app.orders.reconciliation import apply_postback
+from app.web.blueprint import Blueprint
+from app.web.errors import ApiError
 
 blp = Blueprint("postback", __name__, description="Broker order postbacks")
 
@@ -44,9 +44,7 @@ class PostbackResultSchema(Schema):
 
 @blp.route("/postback/kite", methods=["POST"])
 @blp.response(200, PostbackResultSchema)
-@blp.alt_response(400, response="BAD_REQUEST")
-@blp.alt_response(401, response="UNAUTHORIZED")
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(400, 401, 404)
 @blp.doc(security=[], requestBody=POSTBACK_BODY)
 def kite_postback():
     """Apply one Kite order postback (de-duplicated: the same update twice changes nothing)."""
@@ -54,10 +52,6 @@ def kite_postback():
     if not isinstance(body, dict):
         raise ApiError(400, "postback body must be a JSON object")
     problems = nul_fields(body)
-    if problems:  # no broker sends one, and the database cannot store it
+    if problems:  # the NUL policy (app.core.validation): no broker sends one
         raise ApiError(400, "postback rejected: NUL characters are not allowed", details=problems)
-    try:
-        order = apply_postback(body)
-    except PostbackRejected as exc:
-        raise ApiError(exc.status, f"postback rejected: {exc}")
-    return jsonify({"status": "ok", "applied": order is not None})
+    return {"status": "ok", "applied": apply_postback(body) is not None}

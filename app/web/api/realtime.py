@@ -1,10 +1,10 @@
 """GET /ws/status: the relay's connections and the health of its Redis subscription."""
-from flask import current_app, jsonify
-from flask_smorest import Blueprint
+from flask import current_app
 from marshmallow import Schema, fields
 
-from app.web.auth import authenticate
 from app.realtime.hub import get_hub
+from app.web.auth import authenticate
+from app.web.blueprint import Blueprint
 
 blp = Blueprint("ws-status", __name__, description="WebSocket relay status")
 
@@ -53,4 +53,4 @@ def ws_status():
     relay = get_hub(current_app.config["SETTINGS"].redis_url)
     body = relay.status(None if principal.is_admin else principal.accounts)
     body["status"] = "ok" if relay.connected else "degraded"
-    return jsonify(body), 200  # the hub's report as it is (the schema documents it)
+    return body

@@ -1,13 +1,13 @@
 """Market-data subscriptions (applied live by the stream process)."""
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.market import subscriptions as subs
 from app.web.auth import authenticate, require_account
 from app.core.db import session_scope
-from app.web.errors import ApiError
 from app.core.timestamps import iso
 from app.core.validation import NUL_FREE
+from app.web.blueprint import Blueprint
+from app.web.errors import ApiError
 
 blp = Blueprint("subscriptions", __name__, description="Market-data subscriptions")
 
@@ -55,16 +55,8 @@ def _apply(tokens, mode, account_id):
         require_account(account_id)
     else:
         authenticate()
-    try:
-        with session_scope() as session:
-            change = subs.subscribe(session, tokens, mode, account_id)
-    except subs.UnknownInstrument as exc:
-        raise ApiError(422, str(exc), details={"instrument_token": [str(t) for t in exc.tokens[:50]]})
-    except subs.UnknownAccount:
-        raise ApiError(422, f"unknown account {account_id!r}", details={"account_id": ["unknown account"]})
-    except subs.OverCapacity as exc:
-        raise ApiError(409, str(exc), "over_capacity",
-                       details={"requested": exc.requested, "capacity": exc.capacity})
+    with session_scope() as session:
+        change = subs.subscribe(session, tokens, mode, account_id)
     subs.notify_stream()
     return change
 
@@ -73,7 +65,7 @@ def _apply(tokens, mode, account_id):
 @blp.arguments(SubscriptionRequestSchema)
 @blp.response(201, SubscriptionSchema)
 @blp.alt_response(200, schema=SubscriptionSchema, success=True, description="already subscribed (mode updated)")
-@blp.alt_response(409, response="CONFLICT")
+@blp.errors(409)
 def subscribe(body):
     """Subscribe an instrument (LTP, QUOTE or FULL); 409 beyond what the accounts can carry."""
     change = _apply([body["instrument_token"]], body["requested_mode"], body.get("account_id"))
@@ -85,7 +77,7 @@ def subscribe(body):
 @blp.route("/subscriptions/bulk", methods=["POST"])
 @blp.arguments(BulkSubscriptionSchema)
 @blp.response(200, BulkResultSchema)
-@blp.alt_response(409, response="CONFLICT")
+@blp.errors(409)
 def subscribe_many(body):
     """Subscribe many instruments at once (all or nothing)."""
     change = _apply(body["instrument_tokens"], body["requested_mode"], body.get("account_id"))
@@ -102,7 +94,7 @@ def list_subscriptions():
 
 @blp.route("/subscriptions/<int:instrument_token>", methods=["DELETE"])
 @blp.response(204)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def unsubscribe(instrument_token):
     authenticate()
     with session_scope() as session:

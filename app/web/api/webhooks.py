@@ -6,13 +6,12 @@ its accounts only; ids it may not see answer 404, so ids reveal nothing.
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.web.auth import authenticate, require_account
 from app.core.db import session_scope
-from app.web.errors import ApiError
 from app.core.validation import NUL_FREE
+from app.web.blueprint import Blueprint
 from app.webhooks import delivery as delivery_service
 from app.webhooks import registry
 
@@ -70,12 +69,10 @@ class DeliveryQuerySchema(Schema):
 
 
 def _visible_webhook(session, webhook_id: str):
-    try:
-        webhook = registry.get_webhook(session, webhook_id)
-    except registry.WebhookNotFound:
-        webhook = None
-    if webhook is None or not authenticate().may_access(webhook.account_id):
-        raise ApiError(404, f"webhook {webhook_id!r} not found")
+    """The webhook if this key may see it; otherwise not found, exactly as for an id that does not exist."""
+    webhook = registry.get_webhook(session, webhook_id)
+    if not authenticate().may_access(webhook.account_id):
+        raise registry.WebhookNotFound(webhook_id)
     return webhook
 
 
@@ -90,11 +87,8 @@ def create_webhook(body):
     require_account(body["account_id"])
     allow_private = current_app.config["SETTINGS"].webhook_allow_private
     with session_scope() as session:
-        try:
-            webhook = registry.create_webhook(session, body["account_id"], body["url"], body["events"],
-                                              body["secret"], allow_private)
-        except registry.InvalidWebhook as exc:
-            raise ApiError(422, f"{exc.field}: {exc}", details={exc.field: [str(exc)]})
+        webhook = registry.create_webhook(session, body["account_id"], body["url"], body["events"],
+                                          body["secret"], allow_private)
         return registry.webhook_view(webhook)
 
 
@@ -110,22 +104,17 @@ def list_webhooks():
 
 @blp.route("/advanced/webhooks/<webhook_id>", methods=["DELETE"])
 @blp.response(204)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def delete_webhook(webhook_id):
     """Stop a webhook. Its delivery log stays readable."""
     with session_scope() as session:
-        webhook = _visible_webhook(session, webhook_id)
-        try:
-            registry.deactivate_webhook(session, webhook.id)
-        except registry.WebhookNotFound:
-            raise ApiError(404, f"webhook {webhook_id!r} not found")
-    return None
+        registry.deactivate_webhook(session, _visible_webhook(session, webhook_id).id)
 
 
 @blp.route("/advanced/webhooks/<webhook_id>/deliveries", methods=["GET"])
 @blp.arguments(DeliveryQuerySchema, location="query")
 @blp.response(200, DeliveryListSchema)
-@blp.alt_response(404, response="NOT_FOUND")
+@blp.errors(404)
 def list_deliveries(query, webhook_id):
     """The newest deliveries of a webhook, each with its attempts and the attempt log."""
     with session_scope() as session:
@@ -136,17 +125,9 @@ def list_deliveries(query, webhook_id):
 
 @blp.route("/advanced/webhooks/deliveries/<delivery_id>/redeliver", methods=["POST"])
 @blp.response(202, DeliverySchema)
-@blp.alt_response(404, response="NOT_FOUND")
-@blp.alt_response(409, response="CONFLICT")
+@blp.errors(404, 409)
 def redeliver(delivery_id):
     """Deliver again (a new round of attempts), e.g. a FAILED delivery after the receiver is fixed."""
     with session_scope() as session:
-        try:
-            found = registry.get_delivery(session, delivery_id)
-        except registry.DeliveryNotFound:
-            raise ApiError(404, f"delivery {delivery_id!r} not found")
-        _visible_webhook(session, found.webhook_id)
-    try:
-        return delivery_service.redeliver(delivery_id)
-    except delivery_service.DeliveryInFlight:
-        raise ApiError(409, "this delivery is still being attempted", "conflict")
+        _visible_webhook(session, registry.get_delivery(session, delivery_id).webhook_id)
+    return delivery_service.redeliver(delivery_id)

@@ -1,0 +1,78 @@
+"""The service's flask-smorest Blueprint: how every route reads its input and documents its errors."""
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from flask import request
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import ValidationError
+from webargs.flaskparser import FlaskParser
+
+from app.core.validation import nul_fields
+from app.web.errors import ApiError
+
+IDEMPOTENCY_KEY_MAX = 128  # the columns' length
+
+
+class BodyParser(FlaskParser):
+    """webargs' parser with the NUL policy for JSON bodies (app.core.validation: a NUL the raw
+    request check could not see is a 422 naming the field) and, for the blueprints that ask,
+    JSON-object bodies only: 400 for a body that is not JSON, 422 for one that is not an object."""
+
+    def __init__(self, object_bodies: bool = False) -> None:
+        super().__init__()
+        self.object_bodies = object_bodies
+
+    def load_json(self, req, schema):
+        body = _json_object(req) if self.object_bodies else super().load_json(req, schema)
+        problems = nul_fields(body)
+        if problems:
+            raise ValidationError(problems)
+        return body
+
+
+def _json_object(req) -> dict:
+    body = req.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "request body must be JSON (Content-Type: application/json)")
+    if not isinstance(body, dict):
+        raise ApiError(422, "request body must be a JSON object", details={"_schema": ["not an object"]})
+    return body
+
+
+class Blueprint(SmorestBlueprint):
+    """`object_bodies=True`: the blueprint's JSON bodies must be objects (see BodyParser)."""
+
+    ARGUMENTS_PARSER = BodyParser()
+
+    def __init__(self, *args, object_bodies: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if object_bodies:
+            self.ARGUMENTS_PARSER = BodyParser(object_bodies=True)
+
+    def errors(self, *statuses: int):
+        """Document a route's error answers, each in the API's one error shape."""
+        def document(view):
+            for status in statuses:
+                view = self.alt_response(status, response=HTTPStatus(status).name)(view)
+            return view
+        return document
+
+
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header without surrounding blanks; 422 when blank or longer than the
+    database keeps (not a 500)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(422, f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters",
+                       details={"Idempotency-Key": [f"1-{IDEMPOTENCY_KEY_MAX} characters"]})
+    return key
+
+
+def idempotency_key_parameter(description: str) -> dict:
+    """The OpenAPI description of the Idempotency-Key header."""
+    return {"in": "header", "name": "Idempotency-Key", "required": False, "description": description,
+            "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}}

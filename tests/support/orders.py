@@ -1,0 +1,48 @@
+"""Order request bodies and a small client for the order API, for integration tests."""
+from __future__ import annotations
+
+from tests.support.environment import BROKER_ACCOUNTS
+from tests.support.waiting import wait_for
+
+
+def market_order(instrument, **changes) -> dict:
+    body = {"exchange": instrument.exchange, "tradingsymbol": instrument.tradingsymbol,
+            "transaction_type": "BUY", "quantity": instrument.lot_size, "product": "NRML",
+            "order_type": "MARKET"}
+    body.update(changes)
+    return body
+
+
+def resting_limit_order(broker, instrument, **changes) -> dict:
+    """A LIMIT BUY far below the market: it stays OPEN at the broker."""
+    ltp = broker.market([instrument.instrument_token])["instruments"][str(instrument.instrument_token)]["last_price"]
+    tick = instrument.tick_size
+    price = round(round(ltp * 0.5 / tick) * tick, 2)
+    return market_order(instrument, order_type="LIMIT", price=price, **changes)
+
+
+class Orders:
+    """Small client for the order API in tests."""
+
+    def __init__(self, client, headers, broker):
+        self.client, self.headers, self.broker = client, headers, broker
+
+    def place(self, body, role="primary", account="primary", key=None):
+        headers = dict(self.headers[role])
+        if key:
+            headers["Idempotency-Key"] = key
+        return self.client.post(f"/accounts/{account}/orders", json=body, headers=headers)
+
+    def get(self, order_id, role="primary"):
+        return self.client.get(f"/orders/{order_id}", headers=self.headers[role])
+
+    def wait_status(self, order_id, statuses, timeout=15.0, role="primary"):
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+
+        def check():
+            record = self.get(order_id, role).get_json()
+            return record if record["status"] in statuses else None
+        return wait_for(check, timeout, what=f"order {order_id} in {statuses}")
+
+    def broker_orders(self, tag, account="primary"):
+        return [o for o in self.broker.orders(BROKER_ACCOUNTS[account]["api_key"]) if o["tag"] == tag]
