@@ -1,15 +1,19 @@
 """The test ladder, and the fixtures of the real stack that integration and end-to-end tests share.
 
 Rungs, by folder (each test gets its folder's marker, so `pytest -m unit` and `pytest tests/unit`
-select the same tests; `pytest` runs them all, rung by rung):
+select the same tests; `pytest` runs them all):
 
 - `tests/unit`: no services — no database, no Redis, no broker, no worker, no subprocess server.
 - `tests/integration`: the real parts — PostgreSQL, Redis, Celery workers, the paper broker.
-- `tests/e2e` (and `tests/dashboard`): the whole stack from outside — headless Chromium, chaos.
+- `tests/e2e`: the whole stack from outside — the dashboard in headless Chromium, chaos.
 
 The integration environment (a private database and Redis DB, the service's variables) is set
 up once per session, just before the first integration or end-to-end module is imported, and
 only when the run may select such tests (tests/support/environment.py).
+
+A whole run goes unit first (seconds, and a broken unit fails fast), then end-to-end, then
+integration: the end-to-end tests meet the shared stack as a fresh deployment, before the
+integration tests fill its database with hundreds of orders, accounts and subscriptions.
 """
 from __future__ import annotations
 
@@ -19,9 +23,7 @@ from tests.support.environment import (API_KEYS, BROKER_ACCOUNTS, close_test_env
                                        ensure_test_environment, use_paper_broker)
 
 RUNGS = ("unit", "integration", "e2e")
-# Folders right under tests/ and their rung. The dashboard's browser tests are end-to-end tests
-# that still live in their own folder.
-RUNG_OF_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e", "dashboard": "e2e"}
+RUN_ORDER = ("unit", "e2e", "integration")
 NEEDS_ENVIRONMENT = ("integration", "e2e")
 
 
@@ -34,7 +36,7 @@ def rung_of(path) -> str | None:
         parts = Path(path).resolve().relative_to(tests_dir).parts
     except ValueError:
         return None
-    return RUNG_OF_FOLDER.get(parts[0]) if parts else None
+    return parts[0] if parts and parts[0] in RUNGS else None
 
 
 def _may_select(config, rung: str) -> bool:
@@ -72,12 +74,11 @@ def pytest_collection_modifyitems(config, items):
         if rung == "unit" and "test_env" in getattr(item, "fixturenames", ()):  # every stack fixture needs it
             unit_with_services.append(item.nodeid)
     if misplaced:
-        raise pytest.UsageError(f"tests outside the rung folders (tests/unit, tests/integration, tests/e2e, "
-                                f"tests/dashboard): {misplaced[:5]}")
+        raise pytest.UsageError(f"tests outside tests/unit, tests/integration and tests/e2e: {misplaced[:5]}")
     if unit_with_services:
         raise pytest.UsageError(f"unit tests run without services, these use the real stack (move them to "
                                 f"tests/integration): {unit_with_services[:5]}")
-    items.sort(key=lambda item: RUNGS.index(rung_of(item.path)))  # the ladder: unit first, e2e last
+    items.sort(key=lambda item: RUN_ORDER.index(rung_of(item.path)))  # stable: folder order within a rung
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -3,7 +3,7 @@
 numba calls libm for math.exp/log/erfc, and a loop with a call in it is not
 vectorised (SVML is not available). These versions are polynomials plus bit
 manipulation with every branch written as a select, so LLVM turns the pricing
-loops into SIMD code. Accuracy, checked in tests/test_greeks.py against mpmath:
+loops into SIMD code. Accuracy, checked in tests/unit/greeks/test_greeks.py against mpmath:
 relative error of exp and log below 2 eps, of erfcx below 4 eps on [0, inf)
 (eps = 2.2e-16). Results below
 ~1e-307 flush to zero (no subnormals): such values carry no price information.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-STATIC = Path(__file__).resolve().parents[2] / "app" / "static" / "dashboard"
+STATIC = Path(__file__).resolve().parents[3] / "app" / "static" / "dashboard"
 
 
 @pytest.mark.parametrize("path", ["/", "/dashboard"])

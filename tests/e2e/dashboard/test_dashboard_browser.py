@@ -201,7 +201,7 @@ ATM_GEOMETRY = """() => {
 }"""
 
 
-def _expect_atm_centred(page, what, timeout=15_000):
+def _expect_atm_centred(page, what, timeout=30_000):  # a cold chain waits for the index's first tick
     """The ATM row is inside the chain's visible box, about its middle."""
     try:
         page.wait_for_function(f"() => {{ const g = ({ATM_GEOMETRY})(); return g && g.visible && g.centred; }}",
