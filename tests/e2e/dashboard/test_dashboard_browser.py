@@ -96,13 +96,16 @@ def test_chain_strategy_batch_and_rollback(page, live_server, headers, paper_bro
     paper_broker.set_market(frozen=True)  # hold prices still so the page's figures can be recomputed here
     try:
         page.wait_for_timeout(600)
-        rows = page.locator("#legs-body tr")
+        # One snapshot of the page (a tick still in flight must not land between two reads).
+        ltps, qtys, shown = page.evaluate("""() => {
+            const rows = [...document.querySelectorAll('#legs-body tr')];
+            return [rows.map(r => r.querySelector('td.ltp').innerText),
+                    rows.map(r => r.querySelector('td.qty').innerText),
+                    document.getElementById('net-premium').innerText]; }""")
         expected = 0.0
         for i in range(4):
-            ltp = _number(rows.nth(i).locator("td.ltp").inner_text())
-            qty = int(rows.nth(i).locator("td.qty").inner_text())
+            ltp, qty = _number(ltps[i]), int(qtys[i])
             expected += (ltp if sides[i] == "SELL" else -ltp) * qty
-        shown = page.locator("#net-premium").inner_text()
         assert abs(_number(shown) - expected) <= 0.02 * 4 + 0.01, (shown, expected)
         assert ("credit" in shown) == (expected >= 0)
         for greek in ("delta", "gamma", "theta", "vega"):
