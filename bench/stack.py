@@ -39,7 +39,8 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
     app = create_app()  # for in-process lookups (registry, database); HTTP goes to gunicorn
     server = GunicornServer(workers=1, env={"LOG_LEVEL": "WARNING"})
     broker = PaperBroker(seed=3, postback_url=f"{server.url}/postback/kite",
-                         accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])}).start()
+                         accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])},
+                         cash=1e9, daily_expiry=False).start()   # measures latency, not funds or 06:00
     worker = None
     try:
         use_paper_broker(broker)  # this process's settings too: create_app above has read them

@@ -57,7 +57,8 @@ def start_embedded_services(cleanups: list) -> str | None:
         from sim.harness import PaperBroker
 
         port = int(os.environ.get("SIM_PORT", "5100"))
-        broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port,
+        # The dev stack's paper session outlives 06:00 IST: the service cannot log in again by itself yet.
+        broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port, daily_expiry=False,
                              postback_url=f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/postback/kite",
                              accounts={PAPER_ACCOUNT["api_key"]: (PAPER_ACCOUNT["api_secret"],
                                                                    PAPER_ACCOUNT["access_token"])}).start()

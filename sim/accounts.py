@@ -1,8 +1,9 @@
-"""Accounts keyed by api key: credentials, orders, trades and positions.
+"""Accounts keyed by api key: credentials, app settings, orders, trades and positions.
 
 The api_secret of an account is the one registered for it (`--account KEY:SECRET`,
 `POST /_sim/accounts`), else the broker-wide default `--api-secret`. It is used to
-verify the session checksum and to sign postbacks.
+verify the session checksum and to sign postbacks. Tokens and their lifetimes are
+kept by `sim.sessions`.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import time
 
 from .clock import kite_time
 from .errors import KiteError, token_error
+from .funds import DEFAULT_CASH
 from .orders import Order
 from .positions import Position
+from .sessions import Sessions
 
 
 def sha256_hex(text: str) -> str:
@@ -25,10 +28,12 @@ class Account:
         self.api_key = api_key
         self.api_secret = api_secret
         self.user_id = "PB" + str(int(sha256_hex(api_key)[:8], 16) % 10000).zfill(4)
-        self.access_tokens: set[str] = set()
+        self.redirect_url: str | None = None     # where the login page sends the browser
+        self.allowed_ips: tuple[str, ...] = ()   # static IPs for order requests; empty: any address
         self.orders: dict[str, Order] = {}
         self.trades: list[dict] = []
         self.positions: dict[tuple, Position] = {}
+        self.cash = DEFAULT_CASH   # opening funds; /_sim/accounts or --cash change it
 
     def position(self, order: Order) -> Position:
         inst = order.instrument
@@ -55,6 +60,7 @@ class Accounts:
     def __init__(self, default_secret: str, strict: bool = False):
         self.default_secret = default_secret
         self.strict = strict
+        self.sessions = Sessions()
         self._by_key: dict[str, Account] = {}
 
     def __iter__(self):
@@ -66,20 +72,23 @@ class Accounts:
             self._by_key[api_key] = Account(api_key, self.default_secret)
         return self._by_key[api_key]
 
+    def find(self, api_key: str) -> Account | None:
+        """The account for an api key if it was registered or used, without creating one."""
+        return self._by_key.get(api_key)
+
     def register(self, api_key: str, api_secret: str | None = None, access_token: str | None = None) -> Account:
         account = self.get(api_key)
         if api_secret:
             account.api_secret = api_secret
         if access_token:
-            account.access_tokens.add(access_token)
+            self.sessions.start(api_key, access_token)
         return account
 
     def authenticate(self, api_key: str | None, access_token: str | None) -> Account:
-        """Any non-empty pair passes unless strict, where the token must have been issued."""
+        """The token must have a live session; lenient mode (not strict) starts one for a token never seen."""
         if not api_key or not access_token:
             raise token_error()
-        if self.strict and (api_key not in self._by_key or access_token not in self._by_key[api_key].access_tokens):
-            raise token_error()
+        self.sessions.check(api_key, access_token, start_unknown=not self.strict)
         return self.get(api_key)
 
     def create_session(self, api_key: str, request_token: str, checksum: str) -> dict:
@@ -87,13 +96,14 @@ class Accounts:
             raise KiteError("Invalid `api_key` or `request_token`.", "InputException", 400)
         account = self.get(api_key)
         if checksum != sha256_hex(api_key + request_token + account.api_secret):
-            raise token_error("Invalid `checksum`.")
+            raise token_error("Invalid `checksum`.")   # checked first: a wrong secret does not use up the token
+        self.sessions.redeem_request_token(api_key, request_token, accept_unissued=not self.strict)
         access_token = secrets.token_hex(16)
-        account.access_tokens.add(access_token)
+        self.sessions.start(api_key, access_token)
         return {**account.profile(), "api_key": api_key, "access_token": access_token,
                 "public_token": secrets.token_hex(16), "enctoken": secrets.token_hex(24),
                 "refresh_token": "", "silo": "", "login_time": kite_time(time.time())}
 
     def invalidate(self, api_key: str, access_token: str) -> None:
-        if api_key in self._by_key:
-            self._by_key[api_key].access_tokens.discard(access_token)
+        if api_key and access_token:
+            self.sessions.end(api_key, access_token)

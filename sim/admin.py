@@ -5,6 +5,11 @@ import json
 
 from aiohttp import web
 
+from . import clock
+from . import market_hours
+from .login import validate_redirect_url
+from .static_ip import parse_allowed_ips
+
 
 def _json_error(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
@@ -15,7 +20,7 @@ async def _body(request: web.Request) -> dict:
         return {}
     try:
         body = await request.json()
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise web.HTTPBadRequest(text='{"error": "body must be JSON"}', content_type="application/json")
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
@@ -65,6 +70,8 @@ class AdminRoutes:
             "ticker": sim.ticker.state(),
             "postbacks": sim.postbacks.state(),
             "market": {"steps": sim.market.steps, "frozen": sim.market.frozen},
+            "market_hours": market_hours.enabled(), "market_open": market_hours.is_open(),
+            "amo_waiting": market_hours.waiting_count(), "gtt": sim.gtt.state(),
         })
 
     async def orders(self, request):
@@ -78,8 +85,24 @@ class AdminRoutes:
         body = await _body(request)
         if not body.get("api_key"):
             return _json_error("api_key is required")
+        cash = body.get("cash")
+        if cash is not None and (isinstance(cash, bool) or not isinstance(cash, (int, float)) or cash < 0
+                                 or cash != cash or cash == float("inf")):
+            return _json_error("cash must be a non-negative number of rupees")
+        try:  # absent: unchanged; null (or [] / ""): cleared
+            redirect_url = validate_redirect_url(body.get("redirect_url"))
+            allowed_ips = parse_allowed_ips(body.get("allowed_ips"))
+        except ValueError as exc:
+            return _json_error(str(exc))
         account = self.sim.accounts.register(body["api_key"], body.get("api_secret"), body.get("access_token"))
-        return web.json_response({"api_key": account.api_key, "user_id": account.user_id})
+        if cash is not None:
+            account.cash = float(cash)
+        if "redirect_url" in body:
+            account.redirect_url = redirect_url
+        if "allowed_ips" in body:
+            account.allowed_ips = allowed_ips
+        return web.json_response({"api_key": account.api_key, "user_id": account.user_id, "cash": account.cash,
+                                  "redirect_url": account.redirect_url, "allowed_ips": list(account.allowed_ips)})
 
     async def get_market(self, request):
         """Spots, the pricing rate and, for `tokens=a,b`, the smile volatility (no noise) and price."""
@@ -111,16 +134,48 @@ class AdminRoutes:
         for _ in range(int(body.get("steps", 0))):
             market.step()
         self.sim.broker.match_all()
+        self.sim.after_market_step()
         return await self.get_market(request)
 
     async def settings(self, request):
-        """Runtime `tick_rate`, `postback_url` and `rate_limits` (bool)."""
+        """Runtime `tick_rate`, `postback_url`, `rate_limits` (bool), `now` (the session clock),
+        `expire_sessions` (true: every access token expires now) and `order_limits`."""
         body = await _body(request)
+        if "expire_sessions" in body and not isinstance(body["expire_sessions"], bool):
+            return _json_error("expire_sessions must be true or false")
+        if "order_limits" in body:
+            try:
+                self.sim.limiter.set_order_limits(body["order_limits"])
+            except ValueError as exc:
+                return _json_error(str(exc))
+        if "now" in body:
+            try:
+                clock.set_now(body["now"])
+            except (TypeError, ValueError):
+                return _json_error("now must be an ISO-8601 instant or null")
+        if body.get("expire_sessions"):
+            self.sim.accounts.sessions.expire_all()
+        if "now" in body or body.get("expire_sessions"):
+            # a moved clock may have passed 06:00 IST: sockets whose session ended are closed either way
+            self.sim.ticker.close_ended_sessions(self.sim.accounts.sessions)
         if "tick_rate" in body:
             self.sim.ticker.tick_rate = float(body["tick_rate"])
         if "postback_url" in body:
             self.sim.postbacks.url = body["postback_url"] or None
         if "rate_limits" in body:
             self.sim.limiter.limits.enabled = bool(body["rate_limits"])
+        if "market_hours" in body:
+            if not isinstance(body["market_hours"], bool):
+                return _json_error("market_hours must be true or false")
+            market_hours.set_enabled(body["market_hours"])
+        if "freeze_quantities" in body:
+            try:
+                self.sim.broker.freeze.update(dict(body["freeze_quantities"] or {}))
+            except (TypeError, ValueError) as exc:
+                return _json_error(str(exc))
         return web.json_response({"tick_rate": self.sim.ticker.tick_rate, "postback_url": self.sim.postbacks.url,
-                                  "rate_limits": self.sim.limiter.limits.enabled})
+                                  "rate_limits": self.sim.limiter.limits.enabled,
+                                  "order_limits": self.sim.limiter.order_limits(),
+                                  "freeze_quantities": self.sim.broker.freeze.limits,
+                                  "market_hours": market_hours.enabled(),
+                                  "now": clock.now_ist().isoformat(timespec="seconds")})

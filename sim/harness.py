@@ -28,6 +28,7 @@ class PaperBroker:
     def __init__(self, seed: int = 1, tick_rate: float | None = None, postback_url: str | None = None,
                  strict_auth: bool = False, api_secret: str | None = None, accounts: dict | None = None,
                  rate_limits: bool = True, frozen: bool = False, faults: dict | None = None,
+                 cash: float | None = None, daily_expiry: bool = True,
                  extra_args: list[str] | tuple = (), port: int = 0, startup_timeout: float = 20.0,
                  keep_log: bool = False):
         args = [sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
@@ -47,6 +48,10 @@ class PaperBroker:
             args.append("--no-rate-limits")
         if frozen:
             args.append("--frozen")
+        if cash is not None:
+            args += ["--cash", str(cash)]
+        if not daily_expiry:
+            args.append("--no-daily-expiry")
         self.args = args + list(extra_args)
         self.startup_timeout = startup_timeout
         self.keep_log = keep_log
@@ -137,9 +142,26 @@ class PaperBroker:
         """Every order the broker holds for the key, including those whose response timed out."""
         return self._call("GET", "/_sim/orders", params={"api_key": api_key})
 
-    def add_account(self, api_key: str, api_secret: str | None = None, access_token: str | None = None) -> dict:
-        return self._call("POST", "/_sim/accounts",
-                          json={"api_key": api_key, "api_secret": api_secret, "access_token": access_token})
+    def add_account(self, api_key: str, api_secret: str | None = None, access_token: str | None = None,
+                    redirect_url: str | None = None, allowed_ips: list[str] | None = None) -> dict:
+        """Register (or update) an account. `redirect_url` / `allowed_ips` left None stay as they are;
+        "" / [] clear them."""
+        body = {"api_key": api_key, "api_secret": api_secret, "access_token": access_token}
+        if redirect_url is not None:
+            body["redirect_url"] = redirect_url
+        if allowed_ips is not None:
+            body["allowed_ips"] = list(allowed_ips)
+        return self._call("POST", "/_sim/accounts", json=body)
+
+    def login(self, api_key: str, redirect_params: str | None = None) -> str:
+        """The Location the login page redirects to (the account needs a redirect_url)."""
+        params = {"v": "3", "api_key": api_key}
+        if redirect_params is not None:
+            params["redirect_params"] = redirect_params
+        response = requests.get(self.root + "/connect/login", params=params, allow_redirects=False, timeout=10)
+        if response.status_code != 302:
+            raise RuntimeError(f"login page answered {response.status_code}: {response.text.strip()}")
+        return response.headers["Location"]
 
     def market(self, tokens: list[int] | tuple = ()) -> dict:
         return self._call("GET", "/_sim/market", params={"tokens": ",".join(map(str, tokens))})
@@ -149,5 +171,6 @@ class PaperBroker:
         return self._call("POST", "/_sim/market", json=changes)
 
     def settings(self, **changes) -> dict:
-        """tick_rate=R, postback_url=URL, rate_limits=bool."""
+        """tick_rate=R, postback_url=URL, rate_limits=bool, now=ISO-8601|None, expire_sessions=True,
+        order_limits={"per_second": N, "per_minute": N, "per_day": N}."""
         return self._call("POST", "/_sim/settings", json=changes)

@@ -141,6 +141,7 @@ class Market:
 
     def _rebuild_depth(self) -> None:
         """Five levels a tick apart around the last price; indices have no book."""
+        self.book_version = getattr(self, "book_version", -1) + 1   # new liquidity for resting orders
         tick = self.tick[:, None]
         spread = np.where(self.is_option, np.clip(np.rint(self.ltp * 0.002 / TICK_SIZE), 1, 20),
                           np.where(self.kind == KIND_FUTURE, 6, 0)).astype(np.int64)

@@ -15,7 +15,7 @@ from .expiries import IST
 from .universe import Instrument
 
 VARIETIES = {"regular", "amo", "co", "iceberg", "auction"}
-SUPPORTED_VARIETIES = {"regular", "amo"}
+SUPPORTED_VARIETIES = {"regular", "amo", "iceberg"}
 ORDER_TYPES = {"MARKET", "LIMIT", "SL", "SL-M"}
 PRODUCTS = {"CNC", "NRML", "MIS", "MTF", "CO"}
 VALIDITIES = {"DAY", "IOC", "TTL"}
@@ -24,6 +24,7 @@ MARKET_PROTECTION_MESSAGE = ("Market orders without market protection are not al
                              "Please set market protection or use a Limit order.")
 
 RESTING = {"OPEN", "TRIGGER PENDING"}
+BLOCKING = RESTING | {"AMO REQ RECEIVED"}   # statuses whose unfilled quantity blocks margin
 FINAL = {"COMPLETE", "CANCELLED", "REJECTED"}
 
 # 19-digit order ids (YYMMDD + 13 digits), unique across restarts of the broker.
@@ -39,13 +40,14 @@ def new_trade_id() -> str:
     return f"{next(_trade_counter) % 10**8:08d}"
 
 
-def _number(params: dict, name: str, cast=float, default=None):
+def parse_number(params: dict, name: str, cast=float, default=None):
+    """A form field as a finite number (an InputException otherwise); `default` when absent."""
     raw = params.get(name)
     if raw in (None, ""):
         return default
     try:
         value = cast(raw) if cast is not int else int(float(raw))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise input_error(f"Invalid `{name}`.")
     if cast is float and not math.isfinite(value):
         raise input_error(f"Invalid `{name}`.")
@@ -142,19 +144,19 @@ def parse_order_request(variety: str, params: dict, market) -> OrderRequest:
     validity = (params.get("validity") or "DAY").upper()
     if validity not in VALIDITIES:
         raise input_error("Invalid `validity`.")
-    validity_ttl = _number(params, "validity_ttl", int)
-    if validity == "TTL" and not validity_ttl:
-        raise input_error("Invalid `validity_ttl`.")
-    quantity = check_quantity(_number(params, "quantity", int), instrument)
-    price = _number(params, "price", float, 0.0)
-    trigger = _number(params, "trigger_price", float, 0.0)
+    validity_ttl = parse_number(params, "validity_ttl", int)
+    if validity == "TTL" and not (validity_ttl and 1 <= validity_ttl <= 1440):
+        raise input_error("Invalid `validity_ttl`. Use whole minutes from 1 to 1440.")
+    quantity = check_quantity(parse_number(params, "quantity", int), instrument)
+    price = parse_number(params, "price", float, 0.0)
+    trigger = parse_number(params, "trigger_price", float, 0.0)
     tick = instrument.tick_size or 0.05
     check_prices(order_type, transaction_type, price, trigger, tick)
-    protection = check_market_protection(order_type, _number(params, "market_protection", float))
+    protection = check_market_protection(order_type, parse_number(params, "market_protection", float))
     tag = params.get("tag") or None
     if tag is not None and len(tag) > TAG_MAX:
         raise input_error(f"Invalid `tag`. Tag can be at most {TAG_MAX} characters.")
-    disclosed = _number(params, "disclosed_quantity", int, 0)
+    disclosed = parse_number(params, "disclosed_quantity", int, 0)
     return OrderRequest(instrument, variety, transaction_type, order_type, product, quantity,
                         price if order_type in ("LIMIT", "SL") else 0.0,
                         trigger if order_type in ("SL", "SL-M") else 0.0,
@@ -172,6 +174,9 @@ class Order:
     history: list = field(default_factory=list)
     placed_at: float = field(default_factory=time.time)
     modifications: int = 0
+    expires_at: float | None = None   # TTL validity, on the session clock
+    book_seen: int = -1               # the book refresh this order last took liquidity from
+    iceberg: object = None            # sim.iceberg.Iceberg when this is one of its legs
 
     def __post_init__(self) -> None:
         r = self.request
@@ -193,6 +198,10 @@ class Order:
     @property
     def status(self) -> str:
         return self.fields["status"]
+
+    @property
+    def blocks_margin(self) -> bool:
+        return self.status in BLOCKING and self.fields["pending_quantity"] > 0
 
     @property
     def instrument(self) -> Instrument:

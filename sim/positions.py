@@ -27,13 +27,29 @@ class Position:
     def quantity(self) -> int:
         return self.buy_quantity - self.sell_quantity
 
-    def as_dict(self, last_price: float, close_price: float) -> dict:
-        buy_price = self.buy_value / self.buy_quantity if self.buy_quantity else 0.0
-        sell_price = self.sell_value / self.sell_quantity if self.sell_quantity else 0.0
+    @property
+    def buy_price(self) -> float:
+        return self.buy_value / self.buy_quantity if self.buy_quantity else 0.0
+
+    @property
+    def sell_price(self) -> float:
+        return self.sell_value / self.sell_quantity if self.sell_quantity else 0.0
+
+    @property
+    def average_price(self) -> float:
+        """The average of the side that makes the open quantity."""
         qty = self.quantity
-        average = buy_price if qty > 0 else sell_price if qty < 0 else 0.0
-        closed = min(self.buy_quantity, self.sell_quantity)
-        realised = closed * (sell_price - buy_price)
+        return self.buy_price if qty > 0 else self.sell_price if qty < 0 else 0.0
+
+    @property
+    def realised(self) -> float:
+        return min(self.buy_quantity, self.sell_quantity) * (self.sell_price - self.buy_price)
+
+    def as_dict(self, last_price: float, close_price: float) -> dict:
+        buy_price, sell_price = self.buy_price, self.sell_price
+        qty = self.quantity
+        average = self.average_price
+        realised = self.realised
         unrealised = qty * (last_price - average) if qty else 0.0
         pnl = self.sell_value - self.buy_value + qty * last_price
         value = self.sell_value - self.buy_value

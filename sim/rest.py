@@ -6,13 +6,16 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from . import market_hours
 from . import quotes
 from .errors import KiteError, input_error, too_many_requests
 from .history import INTERVAL_MINUTES, MAX_DAYS
 from .ratelimit import HISTORICAL, ORDER, OTHER, QUOTE
+from .static_ip import check_order_source
 from .universe import instruments_csv
 
 PUBLIC = "public"   # request class of routes that need no session
+PAGE = "page"       # browser pages (the login page): no faults, no session, errors are not Kite JSON
 
 
 def ok(data) -> web.Response:
@@ -45,6 +48,19 @@ async def form_params(request: web.Request) -> dict:
     return dict(request.query)
 
 
+async def json_list(request: web.Request) -> list:
+    """The margin calculators' body: a JSON list of order objects."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):   # RecursionError: absurdly deep nesting
+        raise input_error("Invalid JSON body: expected a list of orders.")
+    if not isinstance(body, list) or not all(isinstance(o, dict) for o in body):
+        raise input_error("Invalid JSON body: expected a list of orders.")
+    if not body:
+        raise input_error("No orders to calculate margins for.")
+    return body
+
+
 class KiteRoutes:
     def __init__(self, sim):
         self.sim = sim            # sim.server.Simulator: broker, market, history, limiter, faults
@@ -58,6 +74,8 @@ class KiteRoutes:
             ("GET", "/user/profile", self.profile, OTHER),
             ("GET", "/user/margins", self.margins, OTHER),
             ("GET", "/user/margins/{segment}", self.margins_segment, OTHER),
+            ("POST", "/margins/orders", self.order_margins, OTHER),
+            ("POST", "/margins/basket", self.basket_margins, OTHER),
             ("GET", "/orders", self.orders, OTHER),
             ("GET", "/trades", self.trades, OTHER),
             ("POST", "/orders/{variety}", self.place, ORDER),
@@ -76,8 +94,12 @@ class KiteRoutes:
             ("GET", "/quote/ohlc", self.ohlc, QUOTE),
         ]
         for method, path, handler, request_class in r:
-            app.router.add_route(method, path, handler)
-            self.classes[handler.__func__] = request_class
+            self.register(app, method, path, handler, request_class)
+
+    def register(self, app: web.Application, method: str, path: str, handler, request_class: str) -> None:
+        """Add a Kite route; `request_class` says which rate limit it counts against (or PUBLIC)."""
+        app.router.add_route(method, path, handler)
+        self.classes[getattr(handler, "__func__", handler)] = request_class
 
     # ---- middleware ---------------------------------------------------------------------
     @web.middleware
@@ -85,9 +107,12 @@ class KiteRoutes:
         route = request.match_info.route
         if request.path.startswith("/_sim") or request.path == "/ws":
             return await handler(request)
-        request_class = self.classes.get(getattr(request.match_info.handler, "__func__", None))
+        handler_fn = request.match_info.handler
+        request_class = self.classes.get(getattr(handler_fn, "__func__", handler_fn))
         if request_class is None:  # no such route: Kite answers JSON, never HTML
             return fail(KiteError("Route not found", "GeneralException", 404))
+        if request_class == PAGE:
+            return await handler(request)
         sim = self.sim
         try:
             delay = sim.faults.latency_s()
@@ -99,8 +124,11 @@ class KiteRoutes:
             if request_class != PUBLIC:
                 request["account"] = account = account_from(request, sim.accounts)
                 placing = request.method == "POST" and route.resource.canonical == "/orders/{variety}"
-                if not sim.limiter.admit(account.api_key, request_class, is_placement=placing):
-                    raise too_many_requests()
+                refusal = sim.limiter.refusal(account.api_key, request_class, is_placement=placing)
+                if refusal:
+                    raise refusal
+                # after the limiter: a refused order request still counts towards the limits
+                check_order_source(account.allowed_ips, request.method, route.resource.canonical, request.remote)
             return await handler(request)
         except KiteError as err:
             return fail(err)
@@ -131,6 +159,16 @@ class KiteRoutes:
             raise input_error("Invalid segment.")
         return ok(all_margins[segment])
 
+    async def order_margins(self, request):
+        orders = await json_list(request)
+        return ok(self.sim.margin_calc.orders(request["account"], orders, request.query.get("mode") == "compact"))
+
+    async def basket_margins(self, request):
+        orders = await json_list(request)
+        consider = request.query.get("consider_positions", "true").lower() != "false"
+        return ok(self.sim.margin_calc.basket(request["account"], orders, consider,
+                                              request.query.get("mode") == "compact"))
+
     # ---- orders -------------------------------------------------------------------------
     async def orders(self, request):
         return ok([o.snapshot() for o in request["account"].orders.values()])
@@ -149,6 +187,8 @@ class KiteRoutes:
 
     async def place(self, request):
         params = await form_params(request)
+        if str(params.get("autoslice", "")).lower() == "true":
+            return ok(self.sim.broker.place_autoslice(request["account"], request.match_info["variety"], params))
         order = self.sim.broker.place(request["account"], request.match_info["variety"], params)
         if self.sim.faults.take_accept_then_timeout():
             # The order exists; the caller's HTTP client gives up before this answer comes.
@@ -163,6 +203,9 @@ class KiteRoutes:
 
     async def cancel(self, request):
         m = request.match_info
+        waiting = market_hours.cancel_waiting(self.sim.broker, request["account"], m["order_id"])
+        if waiting:   # an AMO order still waiting for the open
+            return ok({"order_id": waiting.order_id})
         order = self.sim.broker.cancel(request["account"], m["variety"], m["order_id"])
         return ok({"order_id": order.order_id})
 

@@ -11,11 +11,15 @@ from .admin import AdminRoutes
 from .broker import Broker
 from .config import SimConfig
 from .faults import Faults
+from .gtt import GttBook, GttRoutes
 from .history import History
+from . import market_hours
+from .login import LoginPage
+from .margin_calc import MarginCalculator
 from .market import Market
 from .postback import PostbackSender
 from .ratelimit import Limits, RateLimiter
-from .rest import KiteRoutes
+from .rest import PAGE, KiteRoutes
 from .ticker import TickerHub
 
 
@@ -27,6 +31,8 @@ class Simulator:
         self.market.frozen = config.frozen
         self.history = History(config.seed, self.market)
         self.accounts = Accounts(config.api_secret, strict=config.strict_auth)
+        self.accounts.default_cash = config.cash
+        self.accounts.sessions.daily_expiry = config.daily_expiry
         for spec in config.accounts:
             key, _, rest = spec.partition(":")
             secret, _, token = rest.partition(":")
@@ -39,6 +45,7 @@ class Simulator:
             historical_per_second=config.historical_per_second, other_per_second=config.other_per_second,
             enabled=config.rate_limits))
         self.broker = Broker(self.market, self.accounts, self.faults)
+        self.margin_calc = MarginCalculator(self.market, self.broker.funds)
         self.ticker = TickerHub(self.market, self.accounts, self.faults, config.tick_rate)
         if config.stamp_token is not None:
             if config.stamp_token not in self.market.by_token:
@@ -46,6 +53,8 @@ class Simulator:
             self.ticker.stamp_index = self.market.by_token[config.stamp_token].index
         self.postbacks = PostbackSender(config.postback_url)
         self.broker.listeners += [self.ticker.on_order_update, self.postbacks.on_order_update]
+        self.gtt = GttBook(self.market, self.broker, self.accounts)
+        market_hours.start(config.market_hours)
         self._market_task: asyncio.Task | None = None
 
     async def _run_market(self) -> None:
@@ -54,6 +63,12 @@ class Simulator:
             await asyncio.sleep(step_s)
             self.market.step()
             self.broker.match_all()
+            self.after_market_step()
+
+    def after_market_step(self) -> None:
+        """After the resting orders are matched: AMO orders go out at the open, GTTs fire."""
+        market_hours.release_at_open(self.broker)
+        self.gtt.check()
 
     async def _on_startup(self, app) -> None:
         await self.postbacks.start()
@@ -73,6 +88,8 @@ class Simulator:
         app.router.add_get("/ws", self.ticker.handle)
         AdminRoutes(self).add_to(app)
         kite.add_to(app)
+        GttRoutes(self.gtt).add_to(app, kite)
+        kite.register(app, "GET", "/connect/login", LoginPage(self.accounts).handle, PAGE)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app

@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import packets
 from .accounts import Account
@@ -28,11 +28,13 @@ HEARTBEAT_EVERY_S = 1.0
 
 
 class TickerConnection:
-    def __init__(self, hub: "TickerHub", ws: web.WebSocketResponse, api_key: str, transport):
+    def __init__(self, hub: "TickerHub", ws: web.WebSocketResponse, api_key: str, transport,
+                 access_token: str = ""):
         self.hub = hub
         self.ws = ws
         self.api_key = api_key
         self.transport = transport
+        self.access_token = access_token
         self.modes: dict[int, int] = {}            # instrument index -> mode, in subscription order
         self.sub_indices = np.empty(0, np.int64)
         self.sub_kinds = np.empty(0, np.int8)
@@ -186,11 +188,26 @@ class TickerHub:
         self.order_messages = 0
         self.refused = 0
         self.dropped = 0
+        self.closed_for_session = 0
+        self._closing: set[asyncio.Task] = set()
 
     def on_order_update(self, account: Account, data: dict) -> None:
         for conn in self.connections.get(account.api_key, ()):
             conn.send_order(data)
             self.order_messages += 1
+
+    def close_ended_sessions(self, sessions) -> int:
+        """Close every connection whose access token no longer has a live session; the client's reconnect
+        then gets 403. (How Kite ends such a socket is not published: ours is a close frame, 1008.)"""
+        ended = [c for conns in self.connections.values() for c in conns
+                 if not sessions.is_live(c.api_key, c.access_token)]
+        for conn in ended:
+            task = asyncio.create_task(conn.ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                                                     message=b"Session expired: log in again."))
+            self._closing.add(task)   # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._closing.discard)
+        self.closed_for_session += len(ended)
+        return len(ended)
 
     def drop_all(self) -> int:
         """Abort every connection without a close frame: the client sees 1006 and reconnects."""
@@ -209,6 +226,7 @@ class TickerHub:
             "subscriptions": {k: [len(c.modes) for c in v] for k, v in self.connections.items() if v},
             "ticks_sent": self.ticks_sent, "frames_sent": self.frames_sent,
             "order_messages": self.order_messages, "refused": self.refused, "dropped": self.dropped,
+            "closed_for_session": self.closed_for_session,
             "tick_rate": self.tick_rate,
         }
 
@@ -228,7 +246,7 @@ class TickerHub:
         transport = request.transport
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, compress=False, max_msg_size=1 << 22)
         await ws.prepare(request)
-        conn = TickerConnection(self, ws, api_key, transport)
+        conn = TickerConnection(self, ws, api_key, transport, access_token)
         self.connections.setdefault(api_key, set()).add(conn)
         sender = asyncio.create_task(conn.run_sender())
         try:

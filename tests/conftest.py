@@ -25,6 +25,7 @@ from tests.support.environment import (API_KEYS, BROKER_ACCOUNTS, close_test_env
 RUNGS = ("unit", "integration", "e2e")
 RUN_ORDER = ("unit", "e2e", "integration")
 NEEDS_ENVIRONMENT = ("integration", "e2e")
+SESSION_CASH = 1e9   # ₹100 crore on each paper-broker account of the service's tests
 
 
 def rung_of(path) -> str | None:
@@ -149,7 +150,11 @@ def paper_broker(live_server):
     from tests.support.processes import PaperBroker
 
     secrets = {c["api_key"]: (c["api_secret"], c["access_token"]) for c in BROKER_ACCOUNTS.values()}
-    with PaperBroker(seed=7, postback_url=f"{live_server.url}/postback/kite", accounts=secrets) as broker:
+    # Funds deep enough for a whole session of orders on one account, and tokens that outlive 06:00 IST
+    # (a run may span it): these tests are about the service's order flow; the broker's margin and
+    # session rules have their own tests (tests/integration/sim/test_margins.py, test_sessions.py).
+    with PaperBroker(seed=7, postback_url=f"{live_server.url}/postback/kite", accounts=secrets,
+                     cash=SESSION_CASH, daily_expiry=False) as broker:
         yield broker
 
 

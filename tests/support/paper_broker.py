@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from kiteconnect import KiteTicker
+from requests.adapters import HTTPAdapter
 
 # The api secret of the paper broker the sim tests start (checksums of session exchanges).
 TEST_SECRET = "test-secret"
@@ -21,6 +22,25 @@ def place(kite, inst, **kw):
                   quantity=inst["lot_size"], product="NRML", order_type="MARKET", market_protection=-1)
     params.update(kw)
     return kite.place_order(**params)
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connects from a given local address: on one machine, 127.0.0.2 is another source IP for a broker
+    listening on 127.0.0.1 (the static-IP tests)."""
+
+    def __init__(self, source_ip: str, **kw):
+        self.source_ip = source_ip
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.source_ip, 0)
+        return super().init_poolmanager(*args, **kw)
+
+
+def from_source_ip(kite, source_ip: str):
+    """The KiteConnect client, now sending every request from `source_ip`."""
+    kite.reqsession.mount("http://", SourceAddressAdapter(source_ip))
+    return kite
 
 
 class TickerRecorder:

@@ -55,7 +55,8 @@ class ChaosStack:
         self.web_port = free_port()
         self.url = f"http://127.0.0.1:{self.web_port}"
         self.broker = PaperBroker(seed=11, postback_url=f"{self.url}/postback/kite",
-                                  accounts={k: (s, t) for k, s, t in ACCOUNTS.values()}).start()
+                                  accounts={k: (s, t) for k, s, t in ACCOUNTS.values()},
+                                  cash=1e9, daily_expiry=False).start()   # about faults, not funds or 06:00
         self.env = {**os.environ, "DATABASE_URL": self._database(), "REDIS_URL": self.redis.url,
                     "KITE_API_ROOT": self.broker.root, "KITE_WS_ROOT": self.broker.ws_root,
                     "API_KEYS": f"{ADMIN_KEY}=*", "PORT": str(self.web_port), "WEB_CONCURRENCY": "1",

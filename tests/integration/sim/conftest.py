@@ -7,8 +7,11 @@ per-key rate limits never leak between tests; faults and market controls are bro
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from kiteconnect import KiteConnect
@@ -22,7 +25,8 @@ _keys = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def broker():
-    with PaperBroker(seed=11, tick_rate=5, api_secret=TEST_SECRET) as b:
+    # Tokens outlive 06:00 IST here (a run may span it); expiry is tested on brokers of its own.
+    with PaperBroker(seed=11, tick_rate=5, api_secret=TEST_SECRET, daily_expiry=False) as b:
         yield b
 
 
@@ -72,3 +76,26 @@ def ticker_for(broker, start_ticker):
     yield make
     for recorder in made:
         recorder.close()
+
+
+@pytest.fixture
+def postback_receiver():
+    """A tiny local HTTP server collecting postback bodies."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"content_type": self.headers["Content-Type"], "body": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/postback", received
+    server.shutdown()
+    server.server_close()

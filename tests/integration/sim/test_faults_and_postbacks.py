@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import requests
@@ -14,29 +11,6 @@ from kiteconnect import exceptions as kex
 
 from tests.support.waiting import wait_for
 from tests.support.paper_broker import option, place
-
-
-@pytest.fixture
-def postback_receiver():
-    """A tiny local HTTP server collecting postback bodies."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"content_type": self.headers["Content-Type"], "body": json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/postback", received
-    server.shutdown()
-    server.server_close()
 
 
 def test_postback_checksum_verifies(broker, kite, api_key, postback_receiver):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from kiteconnect import KiteConnect
@@ -114,7 +115,12 @@ def _error(kite, inst, **kw):
 def test_session_token_checksum_and_strict_auth():
     with PaperBroker(seed=3, strict_auth=True, accounts={"strictkey": ("s3cret", "presettoken")}) as b:
         kite = KiteConnect("strictkey", root=b.root)
-        session = kite.generate_session("reqtoken1", api_secret="s3cret")
+        # Strict: only request tokens from the login page are exchanged.
+        with pytest.raises(kex.TokenException, match="not issued by the login page"):
+            kite.generate_session("reqtoken1", api_secret="s3cret")
+        b.add_account("strictkey", redirect_url="http://127.0.0.1:9/callback")
+        request_token = parse_qs(urlsplit(b.login("strictkey")).query)["request_token"][0]
+        session = kite.generate_session(request_token, api_secret="s3cret")
         assert session["access_token"] and session["login_time"].year >= 2026 and session["user_id"]
         assert kite.profile()["user_id"] == session["user_id"]   # the client stored the token
         with pytest.raises(kex.TokenException) as err:
