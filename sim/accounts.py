@@ -60,6 +60,7 @@ class Accounts:
     def __init__(self, default_secret: str, strict: bool = False):
         self.default_secret = default_secret
         self.strict = strict
+        self.default_cash = DEFAULT_CASH   # --cash
         self.sessions = Sessions()
         self._by_key: dict[str, Account] = {}
 
@@ -69,7 +70,8 @@ class Accounts:
     def get(self, api_key: str) -> Account:
         """The account for an api key, created on first use."""
         if api_key not in self._by_key:
-            self._by_key[api_key] = Account(api_key, self.default_secret)
+            self._by_key[api_key] = account = Account(api_key, self.default_secret)
+            account.cash = self.default_cash
         return self._by_key[api_key]
 
     def find(self, api_key: str) -> Account | None:

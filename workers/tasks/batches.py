@@ -92,16 +92,28 @@ def rollback_leg(self, action_id: int) -> dict:
             return {"action_id": action_id, "result": settlement.FAILED}
         raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
     if step == "reverse":
-        outcome = submit_order(reversal_id)
+        try:
+            outcome = submit_order(reversal_id)
+        except Exception as exc:
+            # Redis or the broker went away mid-attempt (a restart, a 503): the exactly-once path makes
+            # another attempt safe, and a rollback must not give up on a blip.
+            if self.request.retries >= ROLLBACK_MAX_RETRIES:
+                log.error("rollback reversal gave up", extra={"action_id": action_id, "error": str(exc)})
+                settlement.finish_action(action_id, settlement.FAILED, f"gave up: {exc}"[:500])
+                return {"action_id": action_id, "result": settlement.FAILED}
+            raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
         if outcome.action in ("retry", "defer"):
             raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
         settlement.finish_reversal(action_id, reversal_id)
     return {"action_id": action_id, "step": step}
 
 
-@celery_app.task(name="workers.tasks.batches.finish_rollback", **TASK_OPTIONS)
+@celery_app.task(name="workers.tasks.batches.finish_rollback", max_retries=ROLLBACK_MAX_RETRIES, **TASK_OPTIONS)
 def finish_rollback(self, results: list, batch_id: str) -> dict:
-    status = settlement.confirm_flat(batch_id)
+    try:
+        status = settlement.confirm_flat(batch_id)
+    except Exception as exc:   # the broker or Redis unavailable for the check: ask again (the watchdog is the last resort)
+        raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
     settlement.announce(batch_id)
     return {"status": status}
 

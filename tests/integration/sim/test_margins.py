@@ -6,6 +6,9 @@ import re
 
 import pytest
 import requests
+from kiteconnect import KiteConnect
+
+from sim.harness import PaperBroker
 
 from tests.support.paper_broker import option, place
 from tests.support.waiting import wait_for
@@ -136,6 +139,13 @@ def test_insufficient_funds_are_rejected_after_acceptance_with_kites_texts(broke
     pushed = next(o for o in recorder.orders if o["order_id"] == oid and o["status"] == "REJECTED")
     assert pushed["status_message"] == rejected["status_message"]
     assert kite.positions()["net"] == [] and kite.margins("equity")["net"] == 100_000
+
+
+def test_cash_flag_sets_every_accounts_opening_funds():
+    with PaperBroker(seed=4, cash=2_500_000, accounts={"registered": ("s", "t")}) as broker:
+        for key in ("registered", "first-seen"):
+            funds = KiteConnect(key, access_token="t", root=broker.root).margins("equity")
+            assert funds["net"] == 2_500_000 and funds["available"]["opening_balance"] == 2_500_000
 
 
 def test_account_cash_is_validated(broker, api_key):

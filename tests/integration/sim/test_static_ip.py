@@ -7,6 +7,7 @@ The broker listens on 127.0.0.1; a client bound to 127.0.0.2 is another source a
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
@@ -89,5 +90,7 @@ def test_ticker_works_from_another_address(broker, kite, api_key):
                         return message.data
         raise AssertionError("the ticker closed without a tick")
 
-    frame = asyncio.run(asyncio.wait_for(first_binary_frame(), 10))
+    # A thread of its own: other tests of the session may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        frame = pool.submit(asyncio.run, asyncio.wait_for(first_binary_frame(), 10)).result(15)
     assert int.from_bytes(frame[:2], "big") >= 1       # a frame of packets, not a heartbeat
