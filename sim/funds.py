@@ -22,9 +22,10 @@ MARGIN_EXCEPTION = "Insufficient funds. Required margin is {required:.2f} but av
 class Funds:
     def __init__(self, market):
         self.market = market
+        self.indices = [i for i in market.instruments if i.is_index]   # the instrument list never changes
 
     def spots(self) -> dict[str, float]:
-        return {i.underlying: float(self.market.ltp[i.index]) for i in self.market.instruments if i.is_index}
+        return {inst.underlying: float(self.market.ltp[inst.index]) for inst in self.indices}
 
     def order_price(self, order) -> float:
         """What an open order is valued at: its limit price, else where it would trade now."""

@@ -67,16 +67,8 @@ def order_margin(leg: Leg, spot: float) -> Margin:
     return Margin(span=notional * SCAN_RANGE.get(inst.underlying, 0.10), exposure=notional * EXPOSURE_RATE)
 
 
-def _payoff(inst: Instrument, spots: np.ndarray) -> np.ndarray:
-    if inst.instrument_type == "CE":
-        return np.maximum(spots - inst.strike, 0.0)
-    if inst.instrument_type == "PE":
-        return np.maximum(inst.strike - spots, 0.0)
-    return spots   # a future moves with the underlying
-
-
 def portfolio_margin(legs: list[Leg], spots: dict[str, float]) -> Margin:
-    """All legs together, offsets included (SPAN-like scenarios per underlying)."""
+    """All legs together, offsets included (SPAN-like scenarios per underlying, legs × scenarios at once)."""
     total = Margin()
     by_underlying: dict[str, list[Leg]] = {}
     for leg in legs:
@@ -85,17 +77,19 @@ def portfolio_margin(legs: list[Leg], spots: dict[str, float]) -> Margin:
     for name, group in by_underlying.items():
         spot = spots[name]
         scenarios = spot * (1.0 + SCAN_RANGE.get(name, 0.10) * SCENARIOS)
-        pnl = np.zeros_like(scenarios)
-        premium = exposure = 0.0
-        for leg in group:
-            inst = leg.instrument
-            if _is_option(inst):
-                pnl += leg.quantity * (_payoff(inst, scenarios) - leg.price)
-                premium += leg.quantity * leg.price
-            else:
-                pnl += leg.quantity * (scenarios - spot)
-            if leg.quantity < 0 or not _is_option(inst):
-                exposure += abs(leg.quantity) * spot * EXPOSURE_RATE
+        kind = np.array([leg.instrument.instrument_type for leg in group])
+        strike = np.array([leg.instrument.strike for leg in group])[:, None]
+        qty = np.array([leg.quantity for leg in group], dtype=float)
+        price = np.array([leg.price for leg in group])
+        call, put, option = kind == "CE", kind == "PE", (kind == "CE") | (kind == "PE")
+        # Options at their payoff against their prices; futures move with the underlying from the spot.
+        value = np.where(call[:, None], np.maximum(scenarios - strike, 0.0),
+                         np.where(put[:, None], np.maximum(strike - scenarios, 0.0), scenarios - spot))
+        cost = np.where(option, price, 0.0)[:, None]
+        pnl = (qty[:, None] * (value - cost)).sum(axis=0)
+        premium = float((qty * price)[option].sum())
+        exposed = (qty < 0) | ~option
+        exposure = float(np.abs(qty[exposed]).sum()) * spot * EXPOSURE_RATE
         worst_loss = max(0.0, float(-pnl.min()))
         total = total + Margin(span=max(0.0, worst_loss - premium), exposure=exposure, option_premium=premium)
     return total
