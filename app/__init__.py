@@ -100,7 +100,9 @@ def _register_service_metrics(metrics) -> None:
     from app.core import cluster_metrics
     from app.orders import metrics as order_metrics
     from app.batches import metrics as _batch_metrics  # noqa: F401  (defines its cluster metrics)
+    from app.broker import margin_check as _margin_check  # noqa: F401  (likewise)
     from app.webhooks import delivery as _webhook_delivery  # noqa: F401  (likewise)
+    from app.orders import rejections as _order_rejections  # noqa: F401  (likewise)
 
     metrics.add_collectors(cluster_metrics.ClusterCollector(), order_metrics.OrderStateCollector())
 

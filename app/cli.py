@@ -7,6 +7,7 @@ import click
 from flask.cli import AppGroup
 
 from app import accounts as account_service
+from app.broker.egress import Egress, InvalidEgress
 from app.core.db import session_scope
 from app.market.instrument_refresh import request_refresh
 
@@ -17,23 +18,42 @@ db_cli = AppGroup("db", help="Schema migrations (Alembic).")
 instruments_cli = AppGroup("instruments", help="The instrument registry.")
 
 
+def _egress_option(ctx, param, value):
+    """--egress-source / --egress-proxy, checked as the API checks them."""
+    if value is None:
+        return None
+    try:
+        if param.name == "egress_source":
+            return Egress.checked(source_address=value)
+        return Egress.checked(proxy=value)
+    except InvalidEgress as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 @accounts_cli.command("add")
 @click.argument("account_id")
 @click.option("--api-key", required=True)
 @click.option("--api-secret", required=True)
 @click.option("--access-token", default=None)
+@click.option("--egress-source", metavar="IP", callback=_egress_option,
+              help="Send this account's order requests from IP, a local address (its static IP).")
+@click.option("--egress-proxy", metavar="URL", callback=_egress_option,
+              help="Send this account's order requests through the HTTP(S) proxy URL (its static IP).")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when the account exists.")
-def add_account(account_id, api_key, api_secret, access_token, if_missing):
+def add_account(account_id, api_key, api_secret, access_token, egress_source, egress_proxy, if_missing):
     """Register ACCOUNT_ID with its Kite credentials."""
+    if egress_source and egress_proxy:
+        raise click.UsageError("--egress-source and --egress-proxy are mutually exclusive")
+    egress = egress_source or egress_proxy
     try:
         with session_scope() as session:
-            account_service.add_account(session, account_id, api_key, api_secret, access_token)
+            account_service.add_account(session, account_id, api_key, api_secret, access_token, egress)
     except account_service.AccountExists:
         if if_missing:
             click.echo(f"account {account_id} already registered")
             return
         raise click.ClickException(f"account {account_id} already exists")
-    click.echo(f"account {account_id} added")
+    click.echo(f"account {account_id} added" + (f"; its order requests go {egress.describe()}" if egress else ""))
     request_refresh()
 
 
@@ -44,7 +64,9 @@ def list_accounts():
         for account in account_service.list_accounts(session):
             view = account_service.public_view(account)
             token = "token set" if view["has_access_token"] else "no token"
-            click.echo(f"{view['account_id']}\tapi_key={view['api_key']}\t{token}")
+            egress = account_service.egress_of(account)
+            route = f"\torders go {egress.describe()}" if egress else ""
+            click.echo(f"{view['account_id']}\tapi_key={view['api_key']}\t{token}{route}")
 
 
 def alembic_config(database_url: str | None = None):

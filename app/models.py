@@ -77,6 +77,10 @@ class Account(Base):
     access_token_enc: Mapped[Optional[str]] = mapped_column(Text)
     broker_user_id: Mapped[Optional[str]] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # How its broker requests leave the service (app.broker.egress): at most one of a local source
+    # address or an HTTP(S) proxy URL (encrypted: it may carry credentials); neither: the default route.
+    egress_source_address: Mapped[Optional[str]] = mapped_column(String(64))
+    egress_proxy_enc: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -152,6 +156,8 @@ class Order(Base):
     broker_order_id: Mapped[Optional[str]] = mapped_column(String(64), index=True)
     broker_status: Mapped[Optional[str]] = mapped_column(String(32))
     status_message: Mapped[Optional[str]] = mapped_column(Text)
+    # The broker's raw text beside it (Kite's RMS reason), e.g. "RMS:Margin Exceeds,Required:…".
+    status_message_raw: Mapped[Optional[str]] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[Optional[str]] = mapped_column(Text)
     idempotency_key: Mapped[Optional[str]] = mapped_column(String(128))
@@ -167,6 +173,7 @@ class Order(Base):
     order_type: Mapped[str] = mapped_column(String(8))
     variety: Mapped[str] = mapped_column(String(12), default="regular")
     validity: Mapped[str] = mapped_column(String(8), default="DAY")
+    validity_ttl: Mapped[Optional[int]] = mapped_column(Integer)  # minutes, TTL orders only
     price: Mapped[Optional[Decimal]] = mapped_column(Money)
     trigger_price: Mapped[Optional[Decimal]] = mapped_column(Money)
     disclosed_quantity: Mapped[Optional[int]] = mapped_column(Integer)

@@ -11,7 +11,7 @@ broker at zero latency, a Celery worker, the app on a real port).
 - sustained: a burst of orders on a fresh account; the figure is acks per second
   between the first and the last ack, against Kite's 10 orders/s per account.
   Target: ≥ 95 % of the limit with zero 429s at the broker. (Kite's minute limit,
-  ORDER_RATE_PER_MINUTE = 200, caps a burst at 200 orders per rolling minute; the
+  ORDER_RATE_PER_MINUTE = 400, caps a burst at 400 orders per rolling minute; the
   burst stays under it.)
 """
 from __future__ import annotations

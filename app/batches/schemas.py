@@ -36,6 +36,9 @@ class BatchRequestSchema(Schema):
     rollback_on_failure = fields.Boolean(load_default=True)
     execution = fields.String(load_default="parallel", validate=validate.OneOf(EXECUTIONS))
     wait = fields.Float(load_default=10.0, validate=validate.Range(min=0, max=60))
+    margin_check = fields.Boolean(load_default=True, metadata={"description": (
+        "ask the broker for the basket's margin (hedges counted) first and refuse the batch (422 "
+        "insufficient_margin) when it exceeds the account's available margin; false skips the check")})
 
     @pre_load
     def _old_guide_shape(self, data, **_kw):

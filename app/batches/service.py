@@ -1,6 +1,7 @@
 """Creating, reading and waiting for batches (the web side; execution is in settlement.py).
 
-Legs arrive loaded (app.batches.schemas); what is checked here needs the database.
+Legs arrive loaded (app.batches.schemas); what is checked here needs the database, or the broker
+(the basket's margin, app.broker.margin_check, before anything is stored).
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts import AccountNotFound
 from app.batches.schemas import validate_legs
+from app.broker.margin_check import check_basket_margin
 from app.core.db import new_session
 from app.models import Account, Batch, Order, new_id
 from app.core.timestamps import iso
+from app.orders.budget import OrderBudgetExhausted, require_room
 from app.orders.service import new_order
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
 from app.core.wakeups import Waiter, batch_channel
@@ -57,19 +60,54 @@ def create_batch(account_id: str, legs: list, rollback_on_failure: bool, executi
     return place_batch(account_id, validate_legs(legs, account_id), rollback_on_failure, execution, idempotency_key)
 
 
+def _require_account(session, account_id: str) -> None:
+    account = session.get(Account, account_id)
+    if account is None or not account.active:
+        raise AccountNotFound(account_id)
+
+
+def _batch_under_key(session, account_id: str, idempotency_key: str, digest: str) -> Batch | None:
+    """The batch first placed with this Idempotency-Key, if any; BatchConflict when it has other legs."""
+    existing = session.scalars(select(Batch).where(Batch.account_id == account_id,
+                                                   Batch.idempotency_key == idempotency_key)).first()
+    if existing is not None and existing.request_hash != digest:
+        raise BatchConflict(existing.id)
+    return load(session, existing.id) if existing is not None else None
+
+
+def _earlier_batch(account_id: str, idempotency_key: str | None, digest: str) -> Batch | None:
+    with new_session() as session:
+        _require_account(session, account_id)
+        return _batch_under_key(session, account_id, idempotency_key, digest) if idempotency_key else None
+
+
 def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, execution: str,
-                idempotency_key: str | None = None) -> tuple[Batch, bool]:
+                idempotency_key: str | None = None, margin_check: bool = False) -> tuple[Batch, bool]:
     """Store the batch and its legs, given as Order columns, QUEUED. Returns (batch, created).
 
     The same Idempotency-Key and legs give back the first batch; another batch under the key is
-    a BatchConflict."""
+    a BatchConflict. With `margin_check` the broker's basket margin is checked first
+    (app.broker.margin_check): a refused batch stores nothing, so its key stays unused for a
+    retry; the batch already placed under the key is given back without a second check.
+    Legs that do not all fit in the day's order budget (app.orders.budget) refuse the whole batch
+    (OrderBudgetExhausted) before anything else, unless it was placed under its key already."""
     options = {"rollback_on_failure": rollback_on_failure, "execution": execution}
     digest = _digest(account_id, legs, options)
+    try:
+        require_room(account_id, len(legs))
+    except OrderBudgetExhausted:
+        earlier = _earlier_batch(account_id, idempotency_key, digest)
+        if earlier is None:
+            raise
+        return earlier, False
+    if margin_check:
+        earlier = _earlier_batch(account_id, idempotency_key, digest)
+        if earlier is not None:
+            return earlier, False
+        check_basket_margin(account_id, legs, "batch")
     session = new_session()
     try:
-        account = session.get(Account, account_id)
-        if account is None or not account.active:
-            raise AccountNotFound(account_id)
+        _require_account(session, account_id)
         # Its id up front, not from a flush: a second batch under the same Idempotency-Key must
         # fail at the commit below, where the first one is looked up.
         batch = Batch(id=new_id(), account_id=account_id, status=RUNNING, total_orders=len(legs),
@@ -87,13 +125,10 @@ def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, ex
             session.rollback()
             if idempotency_key is None:
                 raise
-            existing = session.scalars(select(Batch).where(Batch.account_id == account_id,
-                                                           Batch.idempotency_key == idempotency_key)).first()
+            existing = _batch_under_key(session, account_id, idempotency_key, digest)
             if existing is None:
                 raise
-            if existing.request_hash != digest:
-                raise BatchConflict(existing.id)
-            return load(session, existing.id), False
+            return existing, False
         # What was just stored is the whole batch: no need to read it back before launching it.
         set_committed_value(batch, "legs", orders)
         set_committed_value(batch, "rollback_actions", [])

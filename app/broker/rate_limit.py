@@ -1,7 +1,8 @@
-"""Per-account order rate limit shared by every worker process: one Lua script in Redis.
+"""Order rate limits shared by every worker process: one Lua script in Redis.
 
 Kite counts order calls in fixed calendar windows (10 per second, N placements
-per minute per api key), aligned to its clock, not ours. A classic token bucket
+per minute per Zerodha account — its api keys share them, so callers pass the
+account's limit key, app.broker.order_limit_keys), aligned to its clock, not ours. A classic token bucket
 with capacity C and rate r can let C + r·T calls into one window of length T,
 which is a 429 at the broker. A rolling log cannot: at most N calls in *any*
 window of length W ≥ Kite's also means at most N in each of Kite's fixed ones,
@@ -18,6 +19,10 @@ A caller *reserves* a send time: the script answers how long to wait before
 sending. Callers are served in the order they ask, and none of them polls. A
 reservation further away than `max_wait_s` is not taken (the caller re-schedules
 its task for later instead of holding a worker process).
+
+Kite counts the endpoints that are neither orders, quotes nor history (margins among
+them) against a limit of their own, 10 per second per api key: `other_calls_rate_limiter()`
+keeps that log, under its own keys, with the same script.
 """
 from __future__ import annotations
 
@@ -87,9 +92,10 @@ class Reservation:
 
 
 class OrderRateLimiter:
-    def __init__(self, per_second: float, per_minute: float, redis=None) -> None:
+    def __init__(self, per_second: float, per_minute: float, redis=None, kind: str = "orders") -> None:
         self.per_second = int(per_second)
         self.per_minute = int(per_minute)
+        self.kind = kind  # the logs' namespace in Redis: each of Kite's limits counts its own calls
         self._redis = redis
         self._script = None
 
@@ -98,7 +104,7 @@ class OrderRateLimiter:
         return self._redis or get_redis()
 
     def _keys(self, account_id: str) -> list[str]:
-        return [f"ratelimit:orders:{account_id}:calls", f"ratelimit:orders:{account_id}:placements"]
+        return [f"ratelimit:{self.kind}:{account_id}:calls", f"ratelimit:{self.kind}:{account_id}:placements"]
 
     def reserve(self, account_id: str, placement: bool = True, max_wait_s: float = 2.0) -> Reservation:
         """Reserve a send slot for one order call (placement, modify or cancel)."""
@@ -131,3 +137,15 @@ def order_rate_limiter() -> OrderRateLimiter:
         settings = get_settings()
         _limiter = OrderRateLimiter(settings.order_rate_per_second, settings.order_rate_per_minute)
     return _limiter
+
+
+OTHER_CALLS_PER_SECOND = 10  # Kite's limit on the "other endpoints" (margins, positions, ...) per api key
+_other_limiter: OrderRateLimiter | None = None
+
+
+def other_calls_rate_limiter() -> OrderRateLimiter:
+    """Send slots for an account's non-order calls (reserve with placement=False: no minute limit)."""
+    global _other_limiter
+    if _other_limiter is None:
+        _other_limiter = OrderRateLimiter(OTHER_CALLS_PER_SECOND, 0, kind="other")
+    return _other_limiter

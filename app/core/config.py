@@ -71,7 +71,9 @@ class Settings:
     order_retry_base_s: float = field(default_factory=lambda: float(_env("ORDER_RETRY_BASE_S", "0.5")))
     order_retry_cap_s: float = field(default_factory=lambda: float(_env("ORDER_RETRY_CAP_S", "30")))
     order_rate_per_second: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_SECOND", "10")))
-    order_rate_per_minute: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_MINUTE", "200")))
+    order_rate_per_minute: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_MINUTE", "400")))
+    # Placements a day per Zerodha account (Kite's 5,000; the IST calendar day): app.broker.order_budget.
+    order_budget_per_day: int = field(default_factory=lambda: int(_env("ORDER_BUDGET_PER_DAY", "5000")))
 
     # Greeks and the tick stream (names as in the old ticker service).
     option_greeks_interest_rate: float = field(

@@ -6,6 +6,7 @@ from kiteconnect import KiteConnect
 from app.broker.circuit_breaker import order_circuit_breaker
 from app.broker.client import broker_client
 from app.broker.errors import describe, is_final_rejection
+from app.broker.order_limit_keys import order_limit_key_of
 from app.broker.rate_limit import order_rate_limiter
 from app.core.config import get_settings
 from app.core.db import new_session
@@ -43,7 +44,9 @@ def change_order(order_id: str, request: str, params: dict | None, attempt: int,
             return Outcome("done", status=order.status)
         account_id, broker_order_id, variety = order.account_id, order.broker_order_id, order.variety
 
-    reservation = order_rate_limiter().acquire(account_id, placement=False, max_wait_s=MAX_INLINE_RATE_WAIT_S)
+    # Kite's 10 order requests a second are the Zerodha account's, whichever of its api keys sends them.
+    reservation = order_rate_limiter().acquire(order_limit_key_of(account_id), placement=False,
+                                               max_wait_s=MAX_INLINE_RATE_WAIT_S)
     if not reservation.granted:
         return Outcome("defer", countdown=reservation.wait_s)
     breaker = order_circuit_breaker()

@@ -2,13 +2,15 @@
 
 `submit_order(order_id)` is one attempt of the exactly-once path:
 
-1. reserve a send slot from the account's rate limiter (or defer the task);
+1. reserve a send slot from the rate limiter of the account's Zerodha user (or defer the task);
 2. claim the order with a compare-and-set UPDATE (QUEUED → SUBMITTING, attempts + 1;
    a SUBMITTING order is claimable only after its lease — longer than any broker
    call — has expired, so two workers never submit one order concurrently);
 3. if an earlier attempt may have reached the broker, look the order's tag up in
    the broker's order book and adopt what is there instead of placing again;
-4. place it; record the broker's answer.
+4. take one placement from the day's order budget (app.broker.order_budget), place it, record
+   the broker's answer. With the budget used up the order is REJECTED unsent: Kite would refuse
+   it too, and a trader expects no order of today to go out tomorrow.
 
 It returns what the task must do next (done, retry after a backoff, or defer
 without spending an attempt); it never sleeps for long and never loops: retries
@@ -25,12 +27,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.broker.circuit_breaker import order_circuit_breaker
 from app.broker.client import broker_client, forget_client
 from app.broker.errors import describe, is_final_rejection
+from app.broker.order_budget import order_budget
+from app.broker.order_limit_keys import order_limit_key_of
 from app.broker.rate_limit import order_rate_limiter
 from app.core.config import get_settings
 from app.core.db import new_session
 from app.models import Order, utcnow
 from app.orders import metrics as order_metrics
 from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
+from app.orders.budget import refusal_at_send
 from app.orders.reconciliation import apply_to_order, broker_orders_by_tag
 from app.orders.states import DEAD_LETTER, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event, transition
 from app.orders.updates import order_changed
@@ -48,6 +53,8 @@ def placement_params(order: Order) -> dict:
         params["price"] = float(order.price)
     if order.trigger_price is not None:
         params["trigger_price"] = float(order.trigger_price)
+    if order.validity == "TTL":
+        params["validity_ttl"] = order.validity_ttl
     if order.disclosed_quantity:
         params["disclosed_quantity"] = order.disclosed_quantity
     if order.market_protection is not None:
@@ -121,11 +128,11 @@ def _adopt(order_id: str, broker_order: dict) -> Order | None:
     return apply_locked(order_id, apply)
 
 
-def _reject(order_id: str, error: str) -> Order | None:
+def _reject(order_id: str, error: str, source: str = "broker_error") -> Order | None:
     def apply(session, order):
         if order.status != SUBMITTING:
             return False
-        transition(session, order, REJECTED, error=error, detail={"source": "broker_error"})
+        transition(session, order, REJECTED, error=error, detail={"source": source})
         return True
     return apply_locked(order_id, apply)
 
@@ -170,7 +177,8 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
                 return Outcome("done", status=order.status)
             account_id = order.account_id
 
-    reservation = order_rate_limiter().acquire(account_id, placement=True, max_wait_s=max_rate_wait_s)
+    limit_key = order_limit_key_of(account_id)  # Kite counts orders per Zerodha account
+    reservation = order_rate_limiter().acquire(limit_key, placement=True, max_wait_s=max_rate_wait_s)
     if not reservation.granted:
         return Outcome("defer", countdown=reservation.wait_s, status=QUEUED)
 
@@ -206,6 +214,12 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
                 adopted = _adopt(order_id, found)
                 log.info("order adopted from the broker by tag", extra={"order_id": order_id, "tag": order.tag})
                 return Outcome("done", status=adopted.status if adopted else None)
+        spend = order_budget().spend(limit_key)  # counted now, whatever the broker answers (Kite counts it too)
+        if not spend.granted:
+            publish_claim()
+            error = refusal_at_send(limit_key, spend)
+            rejected = _reject(order_id, error, source="order_budget")
+            return Outcome("done", status=rejected.status if rejected else REJECTED, error=error)
         broker_order_id = kite.place_order(**placement_params(order))
         acked_at = utcnow()  # the broker's answer: what order_execution_duration_seconds ends at
     except Exception as exc:  # classified below; anything unknown is treated as transient

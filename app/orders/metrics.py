@@ -6,8 +6,10 @@ counted in Redis (app.core.cluster_metrics) and exported by the web process:
 
 - `order_execution_duration_seconds` histogram: REST accept → broker ack;
 - `order_retries_total`; `order_dead_letter_total`;
-- live state read at scrape time: `order_dead_letter` (gauge, from the database)
-  and `circuit_breaker_state{account_id}` (0 closed, 1 half-open, 2 open).
+- live state read at scrape time: `order_dead_letter` (gauge, from the database),
+  `circuit_breaker_state{account_id}` (0 closed, 1 half-open, 2 open) and the day's
+  order budget, `order_budget_used{account_id}` and `order_budget_used_ratio{account_id}`
+  (app.broker.order_budget: accounts of one Zerodha user show the same budget).
 """
 from __future__ import annotations
 
@@ -28,13 +30,13 @@ ORDER_REQUESTS = Counter("order_requests_total", "Order REST requests by operati
 # has these series: dashboards and alert rules need one before the first request
 # (tests/integration/ops/test_metrics_series.py checks the table against the routes).
 ORDER_REQUEST_STATUSES = {
-    "place": (200, 202, 400, 403, 404, 409, 422, 500),
+    "place": (200, 202, 400, 403, 404, 409, 422, 429, 500, 503),
     "list": (200, 400, 403, 404, 422, 500),
     "dead_letter": (200, 400, 403, 404, 422, 500),
     "get": (200, 404, 500),
     "modify": (202, 400, 404, 409, 422, 500),
     "cancel": (202, 404, 409, 500),
-    "replay": (202, 404, 409, 500),
+    "replay": (202, 404, 409, 429, 500),
 }
 for _operation, _statuses in ORDER_REQUEST_STATUSES.items():
     for _status in _statuses:
@@ -87,6 +89,25 @@ class OrderStateCollector:
             yield gauge
         except Exception:
             log.debug("circuit breaker gauge unavailable", exc_info=True)
+        try:
+            yield from _order_budget_gauges()
+        except Exception:
+            log.debug("order budget gauges unavailable", exc_info=True)
+
+
+def _order_budget_gauges():
+    """Every registered account (at 0 before its first placement of the day)."""
+    from app.orders.budget import budget_statuses
+
+    used = GaugeMetricFamily("order_budget_used", "Placements sent today (IST) against the daily order budget "
+                             "of the account's Zerodha user", labels=["account_id"])
+    ratio = GaugeMetricFamily("order_budget_used_ratio", "Share of the daily order budget (ORDER_BUDGET_PER_DAY) "
+                              "used today (IST)", labels=["account_id"])
+    for account_id, status in sorted(budget_statuses(with_queued=False).items()):
+        used.add_metric([account_id], status.used)
+        ratio.add_metric([account_id], status.used / status.limit if status.limit > 0 else 1.0)
+    yield used
+    yield ratio
 
 
 def _breaker_states(breaker) -> dict[str, int]:

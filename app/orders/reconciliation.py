@@ -95,6 +95,7 @@ def apply_to_order(session: Session, order: Order, data: dict, source: str) -> b
     if average is not None and average == 0 and filled == 0:
         average = None
     message = data.get("status_message") or None
+    raw_message = data.get("status_message_raw") or None
     detail = {"source": source, "broker_status": broker_status, "filled_quantity": filled}
 
     updates = {}
@@ -104,12 +105,16 @@ def apply_to_order(session: Session, order: Order, data: dict, source: str) -> b
         updates["average_price"] = average
     if message and message != order.status_message:
         updates["status_message"] = message
+    if raw_message and raw_message != order.status_message_raw:
+        updates["status_message_raw"] = raw_message
     if broker_status and broker_status != "UPDATE" and broker_status != order.broker_status:
         updates["broker_status"] = broker_status
     if broker_status == "UPDATE" or data.get("modified"):
         for name in _MODIFIABLE:
             if data.get(name) not in (None, "") and getattr(order, name) != data[name]:
                 updates[name] = _int(data[name]) if name == "quantity" else data[name]
+        if updates.get("validity") not in (None, "TTL") and order.validity_ttl is not None:
+            updates["validity_ttl"] = None  # a TTL order modified to DAY or IOC no longer lapses
         for name in ("price", "trigger_price"):
             value = _money(data.get(name))
             if value is not None and value != 0 and value != getattr(order, name):

@@ -17,7 +17,10 @@ PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
 DERIVATIVE_PRODUCTS = ("NRML", "MIS")
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 VARIETIES = ("regular", "amo")
-VALIDITIES = ("DAY", "IOC")
+VALIDITIES = ("DAY", "IOC", "TTL")
+# kiteconnect's modify_order takes no validity_ttl: a modification cannot make an order TTL.
+MODIFIABLE_VALIDITIES = ("DAY", "IOC")
+TTL_MINUTES = (1, 1440)  # Kite's validity_ttl: whole minutes, up to a day
 PRICED = ("LIMIT", "SL")
 TRIGGERED = ("SL", "SL-M")
 PROTECTED = ("MARKET", "SL-M")  # Kite refuses these through the API without market protection
@@ -70,6 +73,16 @@ def _check_prices(order_type: str, data: dict, tick: float | None, errors: dict)
             errors.setdefault("trigger_price", []).append("trigger_price of a stop-loss SELL must not be below price")
 
 
+def _check_validity_ttl(data: dict, errors: dict) -> None:
+    """validity_ttl goes with validity TTL, and only with it."""
+    ttl = data.get("validity_ttl")
+    if data.get("validity") == "TTL" and ttl is None:
+        errors.setdefault("validity_ttl", []).append(
+            f"validity_ttl is required for TTL orders: whole minutes from {TTL_MINUTES[0]} to {TTL_MINUTES[1]}")
+    if data.get("validity") != "TTL" and ttl is not None:
+        errors.setdefault("validity_ttl", []).append("validity_ttl is only for TTL orders (validity TTL)")
+
+
 def _check_protection(value, errors: dict) -> None:
     if value is not None and value != -1 and not 0 < value <= 100:
         errors.setdefault("market_protection", []).append("use -1 (automatic) or a percentage above 0 up to 100")
@@ -93,6 +106,9 @@ class OrderRequestSchema(Schema):
     trigger_price = _price_field(load_default=None, allow_none=True)
     variety = fields.String(load_default="regular", validate=validate.OneOf(VARIETIES))
     validity = fields.String(load_default="DAY", validate=validate.OneOf(VALIDITIES))
+    validity_ttl = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(
+        min=TTL_MINUTES[0], max=TTL_MINUTES[1],
+        error=f"validity_ttl is whole minutes from {TTL_MINUTES[0]} to {TTL_MINUTES[1]}"))
     disclosed_quantity = fields.Integer(load_default=None, allow_none=True, strict=True,
                                         validate=validate.Range(min=0, max=MAX_QUANTITY))
     market_protection = fields.Float(load_default=None, allow_none=True, allow_nan=False)
@@ -120,6 +136,7 @@ class OrderRequestSchema(Schema):
         if data.get("disclosed_quantity") and data["disclosed_quantity"] > data["quantity"]:
             errors.setdefault("disclosed_quantity", []).append("disclosed_quantity must not exceed quantity")
         _check_prices(data["order_type"], data, info.tick_size, errors)
+        _check_validity_ttl(data, errors)
         _check_protection(data.get("market_protection"), errors)
         if errors:
             raise ValidationError(errors)
@@ -140,7 +157,7 @@ def order_columns(data: dict) -> dict:
     protection = data.get("market_protection")
     if order_type in PROTECTED and protection is None:
         protection = -1.0  # automatic protection; Kite refuses 0 for MARKET and SL-M
-    return {
+    columns = {
         "exchange": info.exchange,
         "tradingsymbol": info.tradingsymbol,
         "instrument_token": info.instrument_token,
@@ -156,6 +173,11 @@ def order_columns(data: dict) -> dict:
         "market_protection": protection,
         "client_tag": data.get("tag"),
     }
+    if data["validity"] == "TTL":
+        # Only TTL orders carry it: every other order's request hash (its Idempotency-Key
+        # check) stays what it was before validity_ttl existed.
+        columns["validity_ttl"] = data["validity_ttl"]
+    return columns
 
 
 _order_schema = OrderRequestSchema()
@@ -179,7 +201,7 @@ class ModifyRequestSchema(Schema):
     price = _price_field(allow_none=True)
     trigger_price = _price_field(allow_none=True)
     order_type = fields.String(validate=validate.OneOf(ORDER_TYPES))
-    validity = fields.String(validate=validate.OneOf(VALIDITIES))
+    validity = fields.String(validate=validate.OneOf(MODIFIABLE_VALIDITIES))
     disclosed_quantity = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_QUANTITY))
     market_protection = fields.Float(allow_none=True, allow_nan=False)
 

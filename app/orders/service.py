@@ -2,7 +2,8 @@
 
 Requests arrive loaded by the schemas (app.orders.schemas); what is checked here needs the
 database. The web process only records and enqueues; the workers talk to the broker
-(app.orders.execution). No Flask here: errors are domain exceptions the API maps.
+(app.orders.execution) — except for the margin check a request may ask for, made before anything
+is recorded (app.broker.margin_check). No Flask here: errors are domain exceptions the API maps.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.broker.margin_check import check_basket_margin
 from app.core.db import new_session, session_scope
 from app.models import Account, Order, new_id, utcnow
 from app.orders.updates import order_changed
 from app.orders import dispatch
+from app.orders.budget import OrderBudgetExhausted, require_room
 from app.orders.schemas import check_modification
 from app.orders.states import CANCELLED, DEAD_LETTER, FINAL, OPEN, QUEUED, record_event
 
@@ -80,7 +83,24 @@ def new_order(account_id: str, fields: dict, idempotency_key: str | None = None,
     return order
 
 
-def place(account_id: str, fields: dict, idempotency_key: str | None = None) -> tuple[Order, bool]:
+def _order_under_key(session, account_id: str, idempotency_key: str, digest: str) -> Order | None:
+    """The order first placed with this Idempotency-Key, if any; IdempotencyConflict when it differs."""
+    existing = session.scalars(select(Order).options(selectinload(Order.events)).where(
+        Order.account_id == account_id, Order.idempotency_key == idempotency_key)).first()
+    if existing is not None and existing.request_hash != digest:
+        raise IdempotencyConflict("this Idempotency-Key was used with a different request body",
+                                  {"order_id": existing.id})
+    return existing
+
+
+def _earlier_order(account_id: str, idempotency_key: str | None, digest: str) -> Order | None:
+    with new_session() as session:
+        _require_account(session, account_id)
+        return _order_under_key(session, account_id, idempotency_key, digest) if idempotency_key else None
+
+
+def place(account_id: str, fields: dict, idempotency_key: str | None = None,
+          margin_check: bool = False) -> tuple[Order, bool]:
     """Record and enqueue one order, given as its Order columns (OrderRequestSchema). Returns (order, created).
 
     With an Idempotency-Key the same key and order give back the first order
@@ -88,8 +108,25 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None) -> 
     The order is compared as loaded (normalised), so a body that differs only in
     spelling (case, defaults written out) is the same order.
     The unique (account_id, idempotency_key) constraint settles concurrent requests.
+    With `margin_check` the broker's margin for the order (a one-order basket) is checked first
+    (app.broker.margin_check): a refused order stores nothing, so its key stays unused for a
+    retry; the order already placed under the key is given back without a second check.
+    An order that does not fit in the day's order budget (app.orders.budget) is refused
+    (OrderBudgetExhausted) before anything else, unless it was placed under its key already.
     """
     digest = request_hash(account_id, fields)
+    try:
+        require_room(account_id, 1)
+    except OrderBudgetExhausted:
+        earlier = _earlier_order(account_id, idempotency_key, digest)
+        if earlier is None:
+            raise
+        return earlier, False
+    if margin_check:
+        earlier = _earlier_order(account_id, idempotency_key, digest)
+        if earlier is not None:
+            return earlier, False
+        check_basket_margin(account_id, [fields], "order")
     session = new_session()
     try:
         _require_account(session, account_id)
@@ -102,13 +139,9 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None) -> 
             session.rollback()
             if idempotency_key is None:
                 raise
-            existing = session.scalars(select(Order).options(selectinload(Order.events)).where(
-                Order.account_id == account_id, Order.idempotency_key == idempotency_key)).first()
+            existing = _order_under_key(session, account_id, idempotency_key, digest)
             if existing is None:  # the constraint that failed was another one
                 raise
-            if existing.request_hash != digest:
-                raise IdempotencyConflict("this Idempotency-Key was used with a different request body",
-                                          {"order_id": existing.id})
             return existing, False
         set_committed_value(order, "events", [event])  # the record as committed, without reading it back
     finally:
@@ -231,8 +264,14 @@ def replay(order_id: str) -> Order:
     """A dead-lettered order back to QUEUED with a fresh attempt budget, through the same exactly-once path.
 
     Its last error stays on the record: a prior failure is what makes the worker
-    look the tag up at the broker before placing again.
+    look the tag up at the broker before placing again. A replay is a placement: refused
+    (OrderBudgetExhausted) when the day's order budget has no room for it.
     """
+    with new_session() as session:
+        dead = session.scalar(select(Order).where(Order.id == order_id, Order.status == DEAD_LETTER))
+        account_id = dead.account_id if dead is not None else None
+    if account_id is not None:
+        require_room(account_id, 1)
     with session_scope() as session:
         result = session.execute(
             update(Order).where(Order.id == order_id, Order.status == DEAD_LETTER)

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 from app.webhooks import events as webhook_events
 from app.core.timestamps import iso
+from app.orders.rejections import count_rejection
+from app.orders.states import REJECTED
 from app.orders.view import order_view
 from app.core.redis_client import get_redis
 
@@ -63,9 +65,13 @@ def order_changed(order) -> dict | None:
     """Tell the world an order changed, after its transition is committed.
 
     Publishes the record (without its event list) on `orders:{account_id}`;
-    webhooks subscribe to the same transitions (see app.webhooks.events).
+    webhooks subscribe to the same transitions (see app.webhooks.events); a rejection is
+    counted by reason (app.orders.rejections).
     """
     data = order_view(order, with_events=False)
+    if order.status == REJECTED:
+        # Counted once: REJECTED is final, so no later update of the order changes it and reaches here.
+        count_rejection(order)
     message = publish(order.account_id, data)
     webhook_events.order_changed(order.account_id, data)
     return message

@@ -42,7 +42,10 @@ class OrderSchema(Schema):
                                                     "REJECTED or DEAD_LETTER"})
     broker_order_id = fields.String(allow_none=True)
     broker_status = fields.String(allow_none=True)
-    status_message = fields.String(allow_none=True)
+    status_message = fields.String(allow_none=True, metadata={
+        "description": "the broker's word on the order's status, e.g. why it was rejected"})
+    status_message_raw = fields.String(allow_none=True, metadata={
+        "description": "the broker's raw text beside it, e.g. Kite's RMS reason (\"RMS:Margin Exceeds,...\")"})
     tag = fields.String(allow_none=True, metadata={"description": "the tag the broker keeps with the order"})
     attempts = fields.Integer(allow_none=True)
     error = fields.String(allow_none=True)
@@ -54,7 +57,8 @@ class OrderSchema(Schema):
     product = fields.String()
     order_type = fields.String()
     variety = fields.String(allow_none=True)
-    validity = fields.String(allow_none=True)
+    validity = fields.String(allow_none=True, metadata={"description": "DAY, IOC or TTL"})
+    validity_ttl = fields.Integer(allow_none=True, metadata={"description": "minutes a TTL order lives"})
     price = fields.Float(allow_none=True)
     trigger_price = fields.Float(allow_none=True)
     disclosed_quantity = fields.Integer(allow_none=True)

@@ -10,6 +10,7 @@ from webargs.flaskparser import FlaskParser
 
 from app.core.validation import nul_fields
 from app.web.errors import ApiError
+from app.web.extensions import ErrorSchema
 
 IDEMPOTENCY_KEY_MAX = 128  # the columns' length
 
@@ -57,6 +58,15 @@ class Blueprint(SmorestBlueprint):
                 view = self.alt_response(status, response=HTTPStatus(status).name)(view)
             return view
         return document
+
+    def order_budget_refusal(self):
+        """Document the 429 of a request whose placements do not fit in the day's order budget."""
+        return self.alt_response(
+            429, schema=ErrorSchema, description=(
+                "order_budget_exhausted: the placements do not fit in what is left of the day's order "
+                "budget (ORDER_BUDGET_PER_DAY per Zerodha account); nothing stored or sent"),
+            headers={"Retry-After": {"description": "seconds until the budget resets, at midnight IST",
+                                     "schema": {"type": "integer"}}})
 
 
 def idempotency_key() -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable
 
 from flask import Flask, jsonify
@@ -30,12 +31,13 @@ class ApiError(Exception):
     """Raised by routes and services to answer with a given status and code."""
 
     def __init__(self, status: int, message: str, code: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
 def error_response(status: int, message: str, code: str | None = None,
@@ -83,17 +85,25 @@ def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     rather than catching them one by one."""
     from app import accounts
     from app.batches import service as batches
+    from app.broker import margin_check
     from app.market import option_chain, subscriptions
+    from app.orders.budget import OrderBudgetExhausted
     from app.orders.reconciliation import PostbackRejected
     from app.orders.service import OrderError
     from app.webhooks import delivery, registry
 
     return {
         OrderError: lambda e: ApiError(e.status, e.message, e.code, e.details),
+        OrderBudgetExhausted: lambda e: ApiError(429, str(e), "order_budget_exhausted", e.details,
+                                                 {"Retry-After": str(e.retry_after_s)}),
         accounts.AccountNotFound: lambda e: ApiError(404, f"account {e.args[0]!r} not found"),
         accounts.AccountExists: lambda e: ApiError(409, f"account {e.args[0]!r} already exists"),
         batches.BatchNotFound: lambda e: ApiError(404, str(e)),
         batches.BatchConflict: lambda e: ApiError(409, str(e), "idempotency_conflict", {"batch_id": e.batch_id}),
+        margin_check.InsufficientMargin: lambda e: ApiError(422, str(e), "insufficient_margin", e.details),
+        margin_check.MarginCheckUnavailable: lambda e: ApiError(
+            503, str(e), "margin_check_unavailable", e.details,
+            {"Retry-After": str(max(1, math.ceil(e.retry_after_s)))} if e.retry_after_s is not None else None),
         subscriptions.UnknownInstrument: lambda e: ApiError(
             422, str(e), details={"instrument_token": [str(t) for t in e.tokens[:50]]}),
         subscriptions.UnknownAccount: lambda e: ApiError(
@@ -110,7 +120,9 @@ def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
 
 
 def _answer(exc: ApiError):
-    return error_response(exc.status, exc.message, exc.code, exc.details)
+    response, status = error_response(exc.status, exc.message, exc.code, exc.details)
+    response.headers.update(exc.headers)
+    return response, status
 
 
 def register_error_handlers(app: Flask) -> None:

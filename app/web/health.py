@@ -5,6 +5,10 @@ non-critical part is missing (broker unreachable or refusing an account's
 session, stream silent while subscriptions exist, no instrument registry yet) —
 orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
+
+`egress` shows how each active account's order requests leave the service (its source
+address or masked proxy; null: the default route), for the operator checking Kite's
+static-IP rule.
 """
 from __future__ import annotations
 
@@ -106,6 +110,22 @@ def _broker_accounts() -> dict[str, dict]:
     return results
 
 
+def _egress() -> dict[str, dict | None]:
+    from app.accounts import egress_of
+    from app.models import Account
+
+    def shown(account) -> dict | None:
+        try:
+            egress = egress_of(account)
+        except Exception as exc:  # a proxy URL stored under another CREDENTIALS_KEY: say so, do not fail
+            return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        return egress.public() if egress else None
+
+    with new_session() as session:
+        accounts = session.scalars(select(Account).where(Account.active.is_(True)).order_by(Account.id))
+        return {account.id: shown(account) for account in accounts}
+
+
 def _stream_heartbeats() -> list[str]:
     return [k.decode() for k in get_redis().scan_iter(STREAM_HEARTBEAT_PATTERN, count=100)]
 
@@ -126,6 +146,7 @@ def report() -> tuple[dict, int]:
             "completed": counts.get("COMPLETE", 0),
             "dead_letter": counts.get("DEAD_LETTER", 0),
         }
+        body["egress"] = _egress()
     else:
         subscriptions = 0
 

@@ -7,17 +7,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 # order_requests_total{operation, status}: each counted route's documented answers, plus 500.
 ORDER_REQUEST_STATUSES = {
-    "place": {"200", "202", "400", "403", "404", "409", "422", "500"},
+    "place": {"200", "202", "400", "403", "404", "409", "422", "429", "500", "503"},
     "list": {"200", "400", "403", "404", "422", "500"},
     "dead_letter": {"200", "400", "403", "404", "422", "500"},
     "get": {"200", "404", "500"},
     "modify": {"202", "400", "404", "409", "422", "500"},
     "cancel": {"202", "404", "409", "500"},
-    "replay": {"202", "404", "409", "500"},
+    "replay": {"202", "404", "409", "429", "500"},
 }
 WEBSOCKET_ENDPOINTS = {"orders", "orders_all", "ticks"}
 BATCH_STATUSES = {"COMPLETED", "PARTIAL", "ROLLED_BACK", "ROLLBACK_FAILED"}
 WEBHOOK_OUTCOMES = {"delivered", "retrying", "failed"}
+ORDER_REJECTION_REASONS = {"margin", "freeze", "market_closed", "other"}
+MARGIN_CHECK_REQUESTS = {"batch", "order"}
+MARGIN_CHECK_REFUSAL_REASONS = {"insufficient_margin", "unavailable"}
 STREAM_PUBLISHED_KINDS = {"options", "underlying"}
 STREAM_DROP_REASONS = {"breaker_open", "redis_error", "queue_full"}
 
@@ -29,8 +32,13 @@ def web_series(account_ids) -> list[tuple[str, dict]]:
     series += [("active_websocket_connections", {"endpoint": e}) for e in WEBSOCKET_ENDPOINTS]
     series += [("batch_orders_total", {"status": s}) for s in BATCH_STATUSES]
     series += [("webhook_deliveries_total", {"status": s}) for s in WEBHOOK_OUTCOMES]
+    series += [("order_rejections_total", {"reason": r}) for r in ORDER_REJECTION_REASONS]
+    series += [("margin_check_refusals_total", {"request": r, "reason": why})
+               for r in MARGIN_CHECK_REQUESTS for why in MARGIN_CHECK_REFUSAL_REASONS]
     series += [("order_retries_total", {}), ("order_dead_letter_total", {})]
     series += [("circuit_breaker_state", {"account_id": a}) for a in account_ids]
+    series += [(name, {"account_id": a}) for name in ("order_budget_used", "order_budget_used_ratio")
+               for a in account_ids]
     return series
 
 

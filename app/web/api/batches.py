@@ -61,7 +61,8 @@ def _submit(account_id: str, batch: dict):
     require_account(account_id)
     key = idempotency_key()
     stored, created = service.place_batch(account_id, legs_of_account(account_id, batch["legs"]),
-                                          batch["rollback_on_failure"], batch["execution"], key)
+                                          batch["rollback_on_failure"], batch["execution"], key,
+                                          margin_check=batch["margin_check"])
     if created:
         try:
             launch(stored)
@@ -74,11 +75,14 @@ def _submit(account_id: str, batch: dict):
 
 
 def _documented_as_submission(view):
-    """202 while the batch runs, 200 once it settled within `wait` seconds."""
+    """202 while the batch runs, 200 once it settled within `wait` seconds; 422 also for a basket
+    beyond the available margin, 503 when the margin could not be checked (nothing stored); 429 with
+    Retry-After when not every leg fits in the day's order budget (nothing stored)."""
     view = blp.response(202, BatchSchema)(view)
     view = blp.alt_response(200, schema=BatchSchema, success=True,
                             description="the batch settled within `wait` seconds")(view)
-    view = blp.errors(403, 404, 409)(view)
+    view = blp.errors(403, 404, 409, 503)(view)
+    view = blp.order_budget_refusal()(view)
     return blp.doc(parameters=[IDEMPOTENCY_KEY])(view)
 
 

@@ -11,6 +11,9 @@ class HealthSchema(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.Dict())
     tasks = fields.Dict(keys=fields.String(), values=fields.Integer())
     queues = fields.Dict(keys=fields.String(), values=fields.Integer())
+    egress = fields.Dict(keys=fields.String(), metadata={
+        "description": "per active account, how its order requests leave: {source_address} or {proxy} "
+                       "(credentials masked); null: the default route"})
 
 
 @blp.route("/health")

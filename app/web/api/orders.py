@@ -41,14 +41,26 @@ def _counted(operation: str):
     return name
 
 
-class PlaceOrderRequestSchema(OrderRequestSchema):
+class OrderPlacementSchema(OrderRequestSchema):
+    """An order to place (Kite's order parameters), and whether to check the margin first."""
+
+    margin_check = fields.Boolean(load_default=False, metadata={"description": (
+        "ask the broker for the order's margin first and refuse it (422 insufficient_margin) when it "
+        "exceeds the account's available margin")})
+
+    @post_load
+    def _order_columns(self, data, **kwargs):
+        return {"columns": super()._order_columns(data, **kwargs), "margin_check": data["margin_check"]}
+
+
+class PlaceOrderRequestSchema(OrderPlacementSchema):
     """`POST /orders/place` (the ticker-service v2 path): an order with its `account_id`."""
 
     account_id = fields.String(required=True, validate=[validate.Length(min=1), NUL_FREE])
 
     @post_load
     def _order_columns(self, data, **kwargs):
-        return {"account_id": data["account_id"], "columns": super()._order_columns(data, **kwargs)}
+        return {"account_id": data["account_id"], **super()._order_columns(data, **kwargs)}
 
 
 class _Statuses(DelimitedList):
@@ -113,9 +125,10 @@ class DeadLetterQuerySchema(OrderListQuerySchema):
                 "account_id": data.get("account_id")}
 
 
-def _placed(account_id: str, columns: dict):
+def _placed(account_id: str, placement: dict):
     require_account(account_id)
-    order, created = service.place(account_id, columns, idempotency_key())
+    order, created = service.place(account_id, placement["columns"], idempotency_key(),
+                                   margin_check=placement["margin_check"])
     return order, 202 if created else 200, {"Location": f"/orders/{order.id}"}
 
 
@@ -138,21 +151,24 @@ def _page(orders, cursor) -> dict:
 
 
 def _documented_as_placement(view):
-    """202 with the new order, 200 with the one first placed with this Idempotency-Key and body."""
+    """202 with the new order, 200 with the one first placed with this Idempotency-Key and body;
+    with `margin_check`, 422 for an order beyond the available margin, 503 when the margin could not
+    be checked (nothing stored); 429 with Retry-After when the day's order budget has no room for it."""
     view = blp.response(202, OrderSchema, description="accepted and enqueued", headers=LOCATION_HEADER)(view)
     view = blp.alt_response(200, schema=OrderSchema, success=True, headers=LOCATION_HEADER,
                             description="the order first placed with this Idempotency-Key and body")(view)
-    view = blp.errors(400, 403, 404, 409)(view)
+    view = blp.errors(400, 403, 404, 409, 503)(view)
+    view = blp.order_budget_refusal()(view)
     return blp.doc(parameters=[IDEMPOTENCY_KEY])(view)
 
 
 @blp.route("/accounts/<account_id>/orders", methods=["POST"])
 @_counted("place")
-@blp.arguments(OrderRequestSchema, description="one order (Kite's order parameters)")
+@blp.arguments(OrderPlacementSchema, description="one order (Kite's order parameters) and `margin_check`")
 @_documented_as_placement
-def place_for_account(columns, account_id):
+def place_for_account(order, account_id):
     """Enqueue one order for the account (202 with the order record; Idempotency-Key honoured)."""
-    return _placed(account_id, columns)
+    return _placed(account_id, order)
 
 
 @blp.route("/orders/place", methods=["POST"])
@@ -161,7 +177,7 @@ def place_for_account(columns, account_id):
 @_documented_as_placement
 def place(order):
     """Enqueue one order; `account_id` in the body (ticker-service v2 path)."""
-    return _placed(order["account_id"], order["columns"])
+    return _placed(order["account_id"], order)
 
 
 @blp.route("/accounts/<account_id>/orders", methods=["GET"])
@@ -227,6 +243,7 @@ def cancel_order(order_id):
 @_counted("replay")
 @blp.response(202, OrderSchema, description="back to QUEUED and enqueued")
 @blp.errors(404, 409)
+@blp.order_budget_refusal()
 def replay_order(order_id):
     """Send a DEAD_LETTER order again through the exactly-once path (202)."""
     _visible_order(order_id)

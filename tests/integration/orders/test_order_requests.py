@@ -43,6 +43,9 @@ def _queue_length() -> int:
     ("trigger_price", {"order_type": "SL", "price": 100.0, "trigger_price": 100.02}),
     ("variety", {"variety": "bracket"}),
     ("validity", {"validity": "GTC"}),
+    ("validity_ttl", {"validity": "TTL"}),  # TTL without its minutes
+    ("validity_ttl", {"validity": "TTL", "validity_ttl": 1441}),
+    ("validity_ttl", {"validity_ttl": 5}),  # minutes without TTL
     ("tag", {"tag": "x" * 21}),
     ("market_protection", {"market_protection": 0}),
     ("surprise", {"surprise": 1}),

@@ -60,10 +60,11 @@ def symbols(legs) -> list[tuple[str, str, int]]:
 def test_a_batch_request_and_its_defaults():
     request = BatchRequestSchema().load({"legs": [leg(NIFTY_CE), leg(NIFTY_PE, "SELL")]})
     assert symbols(request.pop("legs")) == [("NIFTY30JAN24000CE", "BUY", 75), ("NIFTY30JAN24000PE", "SELL", 75)]
-    assert request == {"rollback_on_failure": True, "execution": "parallel", "wait": 10.0}
+    assert request == {"rollback_on_failure": True, "execution": "parallel", "wait": 10.0, "margin_check": True}
     request = BatchRequestSchema().load({"legs": [leg(NIFTY_CE)], "rollback_on_failure": False,
-                                         "execution": "buy_first", "wait": 0})
-    assert (request["rollback_on_failure"], request["execution"], request["wait"]) == (False, "buy_first", 0)
+                                         "execution": "buy_first", "wait": 0, "margin_check": False})
+    assert (request["rollback_on_failure"], request["execution"], request["wait"], request["margin_check"]) == (
+        False, "buy_first", 0, False)
 
 
 def test_the_old_guides_orders_are_legs():
@@ -74,6 +75,7 @@ def test_the_old_guides_orders_are_legs():
     ({"legs": []}, "legs"), ({"legs": [leg(NIFTY_CE)] * 11}, "legs"), ({}, "legs"), ({"legs": "all"}, "legs"),
     ({"legs": [leg(NIFTY_CE)], "execution": "sequential"}, "execution"),
     ({"legs": [leg(NIFTY_CE)], "wait": 61}, "wait"), ({"legs": [leg(NIFTY_CE)], "wait": -1}, "wait"),
+    ({"legs": [leg(NIFTY_CE)], "margin_check": "maybe"}, "margin_check"),
     ({"legs": [leg(NIFTY_CE)], "account_id": "primary"}, "account_id"),  # only on /advanced
 ])
 def test_malformed_batch_requests_name_the_field(request_body, field):

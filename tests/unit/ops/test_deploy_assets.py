@@ -16,14 +16,14 @@ from tests.support.promql import metric_names, slug
 REQUIRED_ALERTS = {
     "OrderDeadLetterGrowing", "CircuitBreakerOpen", "BatchRollbackFailed", "OrderLatencyHigh",
     "WebHighErrorRate", "WebhookDeliveriesFailing", "StreamDisconnected", "StreamTicksStalled",
-    "CeleryWorkerOffline",
+    "CeleryWorkerOffline", "OrderRejectionsBurst", "OrderBudgetNearlyUsed",
 }
 # Metrics the dashboard must chart.
 DASHBOARD_METRICS = {
     "http_requests_total", "http_request_duration_seconds", "order_requests_total",
     "order_execution_duration_seconds", "batch_orders_total", "circuit_breaker_state",
     "active_websocket_connections", "order_update_latency_seconds", "webhook_deliveries_total",
-    "order_dead_letter", "stream_ticks_received_total", "stream_ticks_published_total",
+    "order_dead_letter", "order_rejections_total", "stream_ticks_received_total", "stream_ticks_published_total",
     "stream_ticks_dropped_total", "stream_tick_to_publish_seconds", "stream_pool_connections",
     "flower_events_total", "flower_task_runtime_seconds", "flower_worker_online",
 }
@@ -34,6 +34,8 @@ METRIC_MODULES = {
     "app.orders.metrics": "web",
     "app.webhooks.delivery": "web",  # counted by workers in Redis, exported by web
     "app.batches.metrics": "web",  # likewise
+    "app.orders.rejections": "web",  # likewise (counted wherever a rejection is applied)
+    "app.broker.margin_check": "web",  # likewise (counted where the margin is checked)
     "workers.stream.metrics": "stream",
 }
 
@@ -46,12 +48,13 @@ def inventory():
 # --- alert content ------------------------------------------------------------
 
 def test_alert_unit_tests_cover_firing_and_healthy_cases():
-    """Dead-letter, breaker and rollback alerts are each asserted to fire and to stay quiet."""
+    """Dead-letter, breaker, rollback, rejection and order-budget alerts are each asserted to fire and to stay quiet."""
     cases: dict[str, set[bool]] = {}
     for test in load_yaml("alerts_test.yml")["tests"]:
         for case in test["alert_rule_test"]:
             cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
-    for name in ("OrderDeadLetterGrowing", "CircuitBreakerOpen", "BatchRollbackFailed"):
+    for name in ("OrderDeadLetterGrowing", "CircuitBreakerOpen", "BatchRollbackFailed", "OrderRejectionsBurst",
+                 "OrderBudgetNearlyUsed"):
         assert cases.get(name) == {True, False}, name
     untested = {rule["alert"] for rule in alert_rules()} - set(cases)
     assert not untested, f"alerts without a promtool unit test: {sorted(untested)}"
@@ -88,6 +91,9 @@ def test_required_alert_expressions():
     assert "order_execution_duration_seconds_bucket" in exprs["OrderLatencyHigh"]
     assert "> 0.05" in exprs["OrderLatencyHigh"]
     assert "flower_worker_online == 0" in exprs["CeleryWorkerOffline"]
+    assert 'increase(order_rejections_total[5m])' in exprs["OrderRejectionsBurst"]
+    assert "max by (reason)" in exprs["OrderRejectionsBurst"]
+    assert exprs["OrderBudgetNearlyUsed"] == "max by (account_id) (order_budget_used_ratio) >= 0.8"
     breaker = next(rule for rule in alert_rules() if rule["alert"] == "CircuitBreakerOpen")
     assert breaker["for"] == "1m" and "== 2" in breaker["expr"]
 

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.metric_series import (BATCH_STATUSES, STREAM_DROP_REASONS, STREAM_PUBLISHED_KINDS,
+from tests.support.metric_series import (BATCH_STATUSES, MARGIN_CHECK_REFUSAL_REASONS, MARGIN_CHECK_REQUESTS,
+                                         ORDER_REJECTION_REASONS, STREAM_DROP_REASONS, STREAM_PUBLISHED_KINDS,
                                          WEBHOOK_OUTCOMES, WEBSOCKET_ENDPOINTS, assert_at_zero)
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,6 +55,25 @@ def test_batch_statuses_are_the_final_statuses():
 
 def test_webhook_outcomes_are_the_ones_counted():
     assert set(re.findall(r'DELIVERIES\.inc\(status="(\w+)"\)', _source("app/webhooks/delivery.py"))) == WEBHOOK_OUTCOMES
+
+
+def test_margin_check_refusal_labels_are_the_ones_counted():
+    from app.broker.margin_check import REASONS, REQUESTS
+
+    requests = {*re.findall(r'check_basket_margin\([^)]*"(\w+)"\)', _source("app/batches/service.py")),
+                *re.findall(r'check_basket_margin\([^)]*"(\w+)"\)', _source("app/orders/service.py"))}
+    reasons = set(re.findall(r'margin_check_refusals_total\.inc\(request=request, reason="(\w+)"\)',
+                             _source("app/broker/margin_check.py")))
+    assert requests == set(REQUESTS) == MARGIN_CHECK_REQUESTS
+    assert reasons == set(REASONS) == MARGIN_CHECK_REFUSAL_REASONS
+
+
+def test_order_rejection_reasons_are_the_ones_counted():
+    from app.orders.rejections import REJECTION_REASONS, rejection_reason
+
+    assert set(REJECTION_REASONS) == ORDER_REJECTION_REASONS
+    assert {rejection_reason(text) for text in ("RMS:Margin Exceeds", "Check freeze quantity",
+                                                "Markets are closed right now.", "")} == ORDER_REJECTION_REASONS
 
 
 def test_stream_label_values_are_the_ones_counted():

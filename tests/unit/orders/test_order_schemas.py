@@ -124,6 +124,47 @@ def test_unknown_fields_are_refused_unless_ignored():
     assert validate_order(body(account_id="primary"), ignore_unknown=True)["tradingsymbol"] == "INFY"
 
 
+# --- validity TTL ----------------------------------------------------------------------------
+
+def test_a_ttl_order_keeps_its_minutes():
+    fields = validate_order(body(NIFTY_CE, order_type="LIMIT", price=120.5, validity="ttl", validity_ttl=15))
+    assert (fields["validity"], fields["validity_ttl"]) == ("TTL", 15)
+    assert validate_order(body(validity="TTL", validity_ttl=1))["validity_ttl"] == 1
+    assert validate_order(body(validity="TTL", validity_ttl=1440))["validity_ttl"] == 1440
+    # A MARKET order keeps its automatic protection whatever its validity.
+    assert validate_order(body(validity="TTL", validity_ttl=5))["market_protection"] == -1.0
+
+
+def test_only_ttl_orders_carry_validity_ttl():
+    """Other orders' columns (and so their Idempotency-Key hash) are what they were before TTL."""
+    assert "validity_ttl" not in validate_order(body(validity="DAY"))
+    assert "validity_ttl" not in validate_order(body(validity="IOC"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"validity": "TTL"}, "validity_ttl is required for TTL orders: whole minutes from 1 to 1440"),
+    ({"validity": "TTL", "validity_ttl": None}, "validity_ttl is required for TTL orders: whole minutes from 1 to 1440"),
+    ({"validity_ttl": 5}, "validity_ttl is only for TTL orders (validity TTL)"),
+    ({"validity": "IOC", "validity_ttl": 5}, "validity_ttl is only for TTL orders (validity TTL)"),
+    ({"validity": "TTL", "validity_ttl": 0}, "validity_ttl is whole minutes from 1 to 1440"),
+    ({"validity": "TTL", "validity_ttl": 1441}, "validity_ttl is whole minutes from 1 to 1440"),
+    ({"validity": "TTL", "validity_ttl": -5}, "validity_ttl is whole minutes from 1 to 1440"),
+])
+def test_validity_ttl_rules_name_the_field(changes, message):
+    assert errors(body(**changes)) == {"validity_ttl": [message]}
+
+
+@pytest.mark.parametrize("value", [1.5, "5", True, [5]])
+def test_validity_ttl_is_a_whole_number(value):
+    assert "validity_ttl" in errors(body(validity="TTL", validity_ttl=value))
+
+
+def test_validity_ttl_errors_come_with_the_other_rules():
+    assert errors(body(order_type="LIMIT", validity="TTL")) == {
+        "price": ["price is required for LIMIT orders"],
+        "validity_ttl": ["validity_ttl is required for TTL orders: whole minutes from 1 to 1440"]}
+
+
 # --- modifications ---------------------------------------------------------------------------
 
 def placed(instrument=NIFTY_CE, **changes):
@@ -161,6 +202,12 @@ def test_a_modification_to_market_keeps_or_sets_protection():
                                                                        "market_protection": -1}
     assert validate_modification(placed(order_type="MARKET", price=None, market_protection=3.0),
                                  {"quantity": 75}) == {"quantity": 75, "market_protection": 3.0}
+
+
+def test_a_modification_cannot_make_an_order_ttl():
+    """kiteconnect's modify_order has no validity_ttl: the lifetime could not be sent."""
+    assert "validity" in modification_errors(placed(), {"validity": "TTL"})
+    assert "validity_ttl" in modification_errors(placed(), {"validity_ttl": 5})
 
 
 def test_an_empty_or_malformed_modification_is_refused():
