@@ -63,9 +63,15 @@ def order_changed(order) -> dict | None:
     """Tell the world an order changed, after its transition is committed.
 
     Publishes the record (without its event list) on `orders:{account_id}`;
-    webhooks subscribe to the same transitions (see app.webhooks.events).
+    webhooks subscribe to the same transitions (see app.webhooks.events). A slice's change
+    then updates its parent (app.orders.parents), which is published in turn.
     """
     data = order_view(order, with_events=False)
     message = publish(order.account_id, data)
     webhook_events.order_changed(order.account_id, data)
+    if order.parent_id:
+        # Every committed change of a slice passes here, whoever made it (worker, postback, WebSocket,
+        # reconciler, cancel): its parent follows from this one place.
+        from app.orders.parents import slice_changed  # parents publish through this module
+        slice_changed(order)
     return message
