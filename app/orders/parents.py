@@ -19,12 +19,13 @@ from app.core.db import new_session, session_scope
 from app.models import Order, OrderEvent, utcnow
 from app.orders import dispatch
 from app.orders.parent_status import aggregate
-from app.orders.states import FINAL, OPEN, record_event
+from app.orders.states import OPEN, QUEUED, SUBMITTING, record_event
 from app.orders.updates import order_changed
 
 log = logging.getLogger(__name__)
 
 PARENT, SLICE = "parent", "slice"
+LIVE = (QUEUED, SUBMITTING, OPEN)  # a parent's statuses before it is final
 
 
 def slices_of(session: Session, parent_id: str) -> list[Order]:
@@ -97,5 +98,6 @@ def slice_changed(order: Order) -> None:
 def refresh_unsettled() -> int:
     """Refresh every parent not yet final (the reconciler's repair); returns how many changed."""
     with new_session() as session:
-        parent_ids = list(session.scalars(select(Order.id).where(Order.role == PARENT, Order.status.not_in(FINAL))))
+        # Live statuses listed (not "not final"), so the status index serves this query every few seconds.
+        parent_ids = list(session.scalars(select(Order.id).where(Order.status.in_(LIVE), Order.role == PARENT)))
     return sum(1 for parent_id in parent_ids if refresh_parent(parent_id))

@@ -174,3 +174,19 @@ def test_batch_leg_above_the_freeze_quantity_is_refused(orders, client, headers,
     assert f"freeze quantity {NIFTY_FREEZE} (27 lots)" in message
     assert "0" not in details["legs"]
     assert _order_count() == stored_before
+
+
+def test_reconciler_repairs_a_parent_whose_refresh_was_lost(orders, nifty_option):
+    from sqlalchemy import update
+
+    from app.core.db import session_scope
+    from app.orders.reconciliation import reconcile_all
+
+    placed = orders.place(market_order(nifty_option, quantity=2 * NIFTY_FREEZE)).get_json()
+    orders.wait_status(placed["id"], "COMPLETE", timeout=30)
+    with session_scope() as session:  # as if the process died between a slice's commit and its parent's refresh
+        session.execute(update(Order).where(Order.id == placed["id"]).values(status="OPEN", filled_quantity=0))
+    assert orders.get(placed["id"]).get_json()["status"] == "OPEN"
+    reconcile_all()
+    record = orders.get(placed["id"]).get_json()
+    assert (record["status"], record["filled_quantity"]) == ("COMPLETE", 2 * NIFTY_FREEZE)
