@@ -284,9 +284,9 @@ def request_cancel(order_id: str) -> Order:
     """An order not yet sent is cancelled here; an OPEN one by the worker at the broker; a sliced one
     slice by slice."""
     with new_session() as session:
-        order = session.get(Order, order_id)
-        if order is not None and order.role == PARENT:
-            return _cancel_sliced(order_id)
+        sliced = session.scalar(select(Order.role).where(Order.id == order_id)) == PARENT
+    if sliced:
+        return _cancel_sliced(order_id)
     with session_scope() as session:
         # Compare-and-set: never sent (attempts 0) and still QUEUED, so no worker holds it.
         result = session.execute(
