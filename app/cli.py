@@ -88,6 +88,18 @@ def upgrade(revision):
     command.upgrade(alembic_config(), revision)
 
 
+@instruments_cli.command("freeze-quantities")
+def show_freeze_quantities():
+    """The freeze quantities in force: the shipped data file's, with FREEZE_QUANTITIES on top."""
+    from app.core.config import get_settings
+    from app.market.freeze_quantities import DATA_FILE, freeze_quantities
+
+    overridden = get_settings().freeze_quantities
+    for name, quantity in sorted(freeze_quantities().items()):
+        source = "FREEZE_QUANTITIES" if name in overridden else DATA_FILE.name
+        click.echo(f"{name}\t{quantity}\t{source}")
+
+
 @instruments_cli.command("refresh")
 def refresh_instruments():
     """Load the broker's instrument dump now, in this process."""

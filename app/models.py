@@ -146,6 +146,7 @@ class Order(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "idempotency_key", name="uq_orders_account_id_idempotency_key"),
         Index("ix_orders_account_id_created_at", "account_id", "created_at"),
+        Index("orders_parent_id_index", "parent_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -187,7 +188,14 @@ class Order(Base):
     # Batch legs and rollback orders belong to a batch.
     batch_id: Mapped[Optional[str]] = mapped_column(ForeignKey("batches.id"), index=True)
     leg_index: Mapped[Optional[int]] = mapped_column(Integer)
-    role: Mapped[str] = mapped_column(String(12), default="order")  # order | leg | rollback
+    role: Mapped[str] = mapped_column(String(12), default="order")  # order | leg | rollback | parent | slice
+
+    # An order above the freeze quantity is a parent (never sent to the broker) whose slices are
+    # orders of their own (app.orders.parents).
+    parent_id: Mapped[Optional[str]] = mapped_column(ForeignKey("orders.id", name="orders_parent_id_fkey"))
+    slice_index: Mapped[Optional[int]] = mapped_column(Integer)
+    # A parent cancelled while slices were still being placed: those are cancelled once they are OPEN.
+    cancel_requested_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
 
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
@@ -198,6 +206,9 @@ class Order(Base):
         back_populates="order", order_by="OrderEvent.id", cascade="all, delete-orphan"
     )
     batch: Mapped[Optional[Batch]] = relationship(back_populates="legs", foreign_keys=[batch_id])
+    # Loaded only where a parent is shown (app.orders.service): never implicitly.
+    children: Mapped[list["Order"]] = relationship(
+        foreign_keys=[parent_id], order_by="Order.slice_index", lazy="raise_on_sql", viewonly=True)
 
 
 class OrderEvent(Base):

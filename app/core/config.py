@@ -30,6 +30,22 @@ def _env_bool(name: str, default: bool) -> bool:
     return _env(name, "true" if default else "false").lower() in ("1", "true", "yes", "on")
 
 
+def parse_freeze_quantities(text: str) -> dict[str, int]:
+    """`NIFTY=1755,BANKNIFTY=600` → {"NIFTY": 1755, "BANKNIFTY": 600}; a bad entry is a ValueError
+    at start-up, not a surprise at the first large order."""
+    quantities: dict[str, int] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, sep, value = entry.partition("=")
+        name, value = name.strip().upper(), value.strip()
+        if not sep or not name or not value.isdigit() or int(value) <= 0:
+            raise ValueError(f"FREEZE_QUANTITIES: {entry!r} is not UNDERLYING=positive quantity "
+                             "(e.g. NIFTY=1755,BANKNIFTY=600)")
+        quantities[name] = int(value)
+    return quantities
+
+
 def credentials_key() -> str:
     """CREDENTIALS_KEY, or a development key kept in instance/ so restarts can decrypt."""
     key = get_settings().credentials_key
@@ -74,6 +90,9 @@ class Settings:
     order_rate_per_minute: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_MINUTE", "400")))
     # Placements a day per Zerodha account (Kite's 5,000; the IST calendar day): app.broker.order_budget.
     order_budget_per_day: int = field(default_factory=lambda: int(_env("ORDER_BUDGET_PER_DAY", "5000")))
+    # Freeze quantities that replace the shipped file's (app/market/data/freeze_quantities.csv) per underlying.
+    freeze_quantities: dict[str, int] = field(
+        default_factory=lambda: parse_freeze_quantities(_env("FREEZE_QUANTITIES", "")))
 
     # Greeks and the tick stream (names as in the old ticker service).
     option_greeks_interest_rate: float = field(

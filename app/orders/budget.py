@@ -88,7 +88,7 @@ def budget_statuses(account_ids: list[str] | None = None, now: datetime | None =
         sharing = [a for a, key in keys.items() if key in wanted_keys]  # their Zerodha users' accounts
         queued_by_account = dict(session.execute(
             select(Order.account_id, func.count())
-            .where(Order.status == QUEUED, Order.account_id.in_(sharing)).group_by(Order.account_id)
+            .where(Order.status == QUEUED, Order.role != "parent", Order.account_id.in_(sharing)).group_by(Order.account_id)
         ).tuples().all()) if with_queued and sharing else {}
     queued_by_key: Counter[str] = Counter()
     for account_id, count in queued_by_account.items():

@@ -34,6 +34,7 @@ from app.core.config import get_settings
 from app.core.db import new_session
 from app.models import Order, utcnow
 from app.orders import metrics as order_metrics
+from app.orders.parents import PARENT
 from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
 from app.orders.budget import refusal_at_send
 from app.orders.reconciliation import apply_to_order, broker_orders_by_tag
@@ -73,6 +74,8 @@ def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]
             return None, Outcome("done", error="no such order")
         if order.status not in (QUEUED, SUBMITTING):
             return None, Outcome("done", status=order.status)
+        if order.role == PARENT:  # a sliced order is placed by its slices, never itself
+            return None, Outcome("done", status=order.status, error="a sliced order is placed by its slices")
         now = utcnow()
         if order.status == SUBMITTING:
             held_for = (now - order.updated_at).total_seconds()

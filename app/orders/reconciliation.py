@@ -23,7 +23,8 @@ from app.broker.rate_limit import MINUTE_WINDOW_S
 from app.core.config import Settings, get_settings
 from app.core.db import new_session, session_scope
 from app.models import Account, Order, OrderEvent, utcnow
-from app.orders import dispatch
+from app.orders import dispatch, parents
+from app.orders.parents import PARENT
 from app.orders.attempts import apply_locked, submission_lease_s
 from app.orders.states import (BROKER_FINAL, DEAD_LETTER, FINAL, OPEN, QUEUED, SUBMITTING, can_move,
                                from_broker_status, record_event, transition)
@@ -190,7 +191,7 @@ def stale_orders(session: Session, account_id: str, submitting_lease_s: float,
     after all, and a trader must not be told it failed while it is live at the broker."""
     now = utcnow()
     recent = now - DEAD_LETTER_RECHECK
-    query = select(Order).where(Order.account_id == account_id, or_(
+    query = select(Order).where(Order.account_id == account_id, Order.role != PARENT, or_(
         Order.status.not_in(FINAL), (Order.status == DEAD_LETTER) & (Order.updated_at > recent)))
     out = []
     for order in session.scalars(query):
@@ -277,7 +278,8 @@ def reconcile_account(account_id: str, queued_lost_after: float | None = None) -
 def reconcile_all(queued_lost_after: float | None = None) -> dict:
     """Every account with live orders, one at a time; returns what was checked, updated and requeued."""
     with new_session() as session:
-        account_ids = list(session.scalars(select(Order.account_id).where(Order.status.not_in(FINAL)).distinct()))
+        account_ids = list(session.scalars(select(Order.account_id).where(
+            Order.status.not_in(FINAL), Order.role != PARENT).distinct()))
     summary = {}
     for account_id in account_ids:
         try:
@@ -289,6 +291,10 @@ def reconcile_all(queued_lost_after: float | None = None) -> dict:
             dispatch.enqueue_placement(order_id, account_id)
         summary[account_id] = {"checked": report["checked"], "updated": report["updated"],
                                "requeued": len(report["requeue"])}
+    try:  # parents follow their slices on every change; this repairs one whose refresh was lost
+        parents.refresh_unsettled()
+    except Exception as exc:
+        log.warning("sliced orders not refreshed", extra={"error": str(exc)})
     _report_reconciliation(summary)
     return summary
 

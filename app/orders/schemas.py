@@ -10,7 +10,8 @@ from decimal import Decimal
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from app.market.instrument_refresh import refresh_for_unknown_symbol
-from app.market.instruments import registry
+from app.market.instruments import InstrumentInfo, registry
+from app.orders.slicing import TooManySlices, slice_plan
 
 TRANSACTION_TYPES = ("BUY", "SELL")
 PRODUCTS = ("CNC", "NRML", "MIS", "MTF")
@@ -133,6 +134,8 @@ class OrderRequestSchema(Schema):
                     f"quantity must be a multiple of the lot size {info.lot_size}")
             if data["product"] not in DERIVATIVE_PRODUCTS:
                 errors.setdefault("product", []).append("F&O orders take product NRML or MIS")
+            elif not errors:
+                self._check_freeze_quantity(info, data["quantity"], errors)
         if data.get("disclosed_quantity") and data["disclosed_quantity"] > data["quantity"]:
             errors.setdefault("disclosed_quantity", []).append("disclosed_quantity must not exceed quantity")
         _check_prices(data["order_type"], data, info.tick_size, errors)
@@ -140,6 +143,13 @@ class OrderRequestSchema(Schema):
         _check_protection(data.get("market_protection"), errors)
         if errors:
             raise ValidationError(errors)
+
+    def _check_freeze_quantity(self, info: InstrumentInfo, quantity: int, errors: dict) -> None:
+        """Above the freeze quantity the service slices the order (app.orders.slicing), up to ten slices."""
+        try:
+            slice_plan(info, quantity)
+        except TooManySlices as exc:
+            errors.setdefault("quantity", []).append(str(exc))
 
     @post_load
     def _order_columns(self, data, **_kw):

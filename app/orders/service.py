@@ -20,11 +20,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.broker.margin_check import check_basket_margin
 from app.core.db import new_session, session_scope
-from app.models import Account, Order, new_id, utcnow
+from app.models import Account, Order, OrderEvent, new_id, utcnow
 from app.orders.updates import order_changed
-from app.orders import dispatch
+from app.orders import dispatch, parents
 from app.orders.budget import OrderBudgetExhausted, require_room
+from app.orders.parents import PARENT, SLICE, slices_of
 from app.orders.schemas import check_modification
+from app.orders.slicing import TooManySlices, plan_for_columns
 from app.orders.states import CANCELLED, DEAD_LETTER, FINAL, OPEN, QUEUED, record_event
 
 TAG_PREFIX = "ts"
@@ -52,6 +54,10 @@ class OrderStateConflict(OrderError):
     status, code = 409, "conflict"
 
 
+class SliceLimitExceeded(OrderError):
+    status, code = 422, "validation_error"
+
+
 def broker_tag(order_id: str) -> str:
     """The tag the broker keeps with the order (Kite: ≤ 20 chars): how a retry finds it."""
     return (TAG_PREFIX + order_id)[:20]
@@ -69,8 +75,13 @@ def _require_account(session, account_id: str) -> Account:
     return account
 
 
+def _as_shown():
+    """What an order record shows: its events and, for a sliced order, its slices."""
+    return (selectinload(Order.events), selectinload(Order.children))
+
+
 def _with_events(session, order_id: str) -> Order | None:
-    return session.scalars(select(Order).options(selectinload(Order.events)).where(Order.id == order_id)).first()
+    return session.scalars(select(Order).options(*_as_shown()).where(Order.id == order_id)).first()
 
 
 def new_order(account_id: str, fields: dict, idempotency_key: str | None = None, digest: str | None = None,
@@ -85,7 +96,7 @@ def new_order(account_id: str, fields: dict, idempotency_key: str | None = None,
 
 def _order_under_key(session, account_id: str, idempotency_key: str, digest: str) -> Order | None:
     """The order first placed with this Idempotency-Key, if any; IdempotencyConflict when it differs."""
-    existing = session.scalars(select(Order).options(selectinload(Order.events)).where(
+    existing = session.scalars(select(Order).options(*_as_shown()).where(
         Order.account_id == account_id, Order.idempotency_key == idempotency_key)).first()
     if existing is not None and existing.request_hash != digest:
         raise IdempotencyConflict("this Idempotency-Key was used with a different request body",
@@ -97,6 +108,31 @@ def _earlier_order(account_id: str, idempotency_key: str | None, digest: str) ->
     with new_session() as session:
         _require_account(session, account_id)
         return _order_under_key(session, account_id, idempotency_key, digest) if idempotency_key else None
+
+
+def _slice_quantities(fields: dict) -> list[int]:
+    try:
+        return plan_for_columns(fields)
+    except TooManySlices as exc:
+        raise SliceLimitExceeded(str(exc), {"quantity": [str(exc)]}) from None
+
+
+def _new_slices(session, parent: Order, quantities: list[int]) -> list[tuple[Order, OrderEvent]]:
+    """The parent's slices, QUEUED, each an order of its own with its own broker tag (with their first events)."""
+    fields = {name: getattr(parent, name) for name in (
+        "exchange", "tradingsymbol", "instrument_token", "transaction_type", "product", "order_type", "variety",
+        "validity", "validity_ttl", "price", "trigger_price", "disclosed_quantity", "market_protection",
+        "client_tag")}
+    slices = []
+    for index, quantity in enumerate(quantities):
+        disclosed = fields["disclosed_quantity"]
+        child = new_order(parent.account_id, {**fields, "quantity": quantity,
+                                              "disclosed_quantity": min(disclosed, quantity) if disclosed else disclosed},
+                          role=SLICE, parent_id=parent.id, slice_index=index)
+        session.add(child)
+        event = record_event(session, child, None, QUEUED, detail={"source": "slicing", "parent_id": parent.id})
+        slices.append((child, event))
+    return slices
 
 
 def place(account_id: str, fields: dict, idempotency_key: str | None = None,
@@ -113,10 +149,16 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None,
     retry; the order already placed under the key is given back without a second check.
     An order that does not fit in the day's order budget (app.orders.budget) is refused
     (OrderBudgetExhausted) before anything else, unless it was placed under its key already.
+
+    An order above the freeze quantity is stored as a parent and its slices in the same
+    transaction (app.orders.parents); the slices are enqueued, never the parent, and the
+    Idempotency-Key belongs to the parent, so a replay gives back the parent and its slices.
     """
+    quantities = _slice_quantities(fields)
+    sliced = len(quantities) > 1
     digest = request_hash(account_id, fields)
     try:
-        require_room(account_id, 1)
+        require_room(account_id, len(quantities))   # every slice is a placement
     except OrderBudgetExhausted:
         earlier = _earlier_order(account_id, idempotency_key, digest)
         if earlier is None:
@@ -130,9 +172,11 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None,
     session = new_session()
     try:
         _require_account(session, account_id)
-        order = new_order(account_id, fields, idempotency_key, digest)
+        order = new_order(account_id, fields, idempotency_key, digest, **({"role": PARENT} if sliced else {}))
         session.add(order)
-        event = record_event(session, order, None, QUEUED, detail={"source": "api"})
+        event = record_event(session, order, None, QUEUED,
+                             detail={"source": "api", **({"slices": quantities} if sliced else {})})
+        slices = _new_slices(session, order, quantities) if sliced else []
         try:
             session.commit()
         except IntegrityError:
@@ -143,9 +187,23 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None,
             if existing is None:  # the constraint that failed was another one
                 raise
             return existing, False
-        set_committed_value(order, "events", [event])  # the record as committed, without reading it back
+        # The record as committed, without reading it back.
+        set_committed_value(order, "events", [event])
+        for child, child_event in slices:
+            set_committed_value(child, "events", [child_event])
+        slices = [child for child, _ in slices]
+        set_committed_value(order, "children", slices)
     finally:
         session.close()
+    if sliced:
+        # Published before the slices are enqueued, so no subscriber sees QUEUED after what follows.
+        order_changed(order)
+        for child in slices:
+            order_changed(child)
+        unsent = [child.id for child in slices if not dispatch.enqueue_placement(child.id, account_id)]
+        if unsent:
+            mark_enqueue_failed(unsent)
+        return order, True
     if not dispatch.enqueue_placement(order.id, account_id):
         mark_enqueue_failed([order.id])
     order_changed(order)
@@ -187,7 +245,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_orders(account_ids: Iterable[str] | None, statuses: list[str] | None = None,
                 since: datetime | None = None, limit: int = 100, cursor: str | None = None) -> tuple[list[Order], str | None]:
     """Newest first; `cursor` continues after the last order of the previous page."""
-    query = select(Order).options(selectinload(Order.events))
+    query = select(Order).options(*_as_shown())
     if account_ids is not None:
         query = query.where(Order.account_id.in_(list(account_ids)))
     if statuses:
@@ -217,6 +275,10 @@ def request_modify(order_id: str, changes: dict) -> Order:
         order = session.get(Order, order_id, with_for_update=True)
         if order is None:
             raise OrderNotFound(f"order {order_id!r} not found")
+        if order.role == PARENT:
+            slice_ids = [child.id for child in slices_of(session, order_id)]
+            raise OrderStateConflict("a sliced order cannot be modified as a whole: modify its slices one by "
+                                     "one, or cancel it", {"status": order.status, "slice_ids": slice_ids})
         if order.status != OPEN or not order.broker_order_id:
             raise OrderStateConflict(f"order is {order.status}; only an OPEN order can be modified",
                                      {"status": order.status})
@@ -227,8 +289,38 @@ def request_modify(order_id: str, changes: dict) -> Order:
     return get(order_id)
 
 
+def _cancel_sliced(order_id: str) -> Order:
+    """Cancel a parent's slices: those not yet sent here, the OPEN ones through the worker; a slice
+    still being placed is cancelled once it is OPEN (the parent keeps cancel_requested_at)."""
+    cancelled_here = []
+    with session_scope() as session:
+        parent = session.get(Order, order_id, with_for_update=True)
+        if parent.status in FINAL:
+            raise OrderStateConflict(f"order is already {parent.status}", {"status": parent.status})
+        parent.cancel_requested_at = utcnow()
+        record_event(session, parent, parent.status, parent.status, detail={"request": "cancel", "source": "api"})
+        for child in slices_of(session, order_id):
+            result = session.execute(  # the compare-and-set of a single order's cancel (request_cancel)
+                update(Order).where(Order.id == child.id, Order.status == QUEUED, Order.attempts == 0)
+                .values(status=CANCELLED, updated_at=utcnow(), error="cancelled before submission")
+                .execution_options(synchronize_session=False))
+            if result.rowcount == 1:
+                session.refresh(child)
+                record_event(session, child, QUEUED, CANCELLED, detail={"request": "cancel", "source": "parent"})
+                cancelled_here.append(child)
+    for child in cancelled_here:
+        order_changed(child)
+    parents.refresh_parent(order_id)  # asks the worker to cancel the OPEN slices
+    return get(order_id)
+
+
 def request_cancel(order_id: str) -> Order:
-    """An order not yet sent is cancelled here; an OPEN one by the worker at the broker."""
+    """An order not yet sent is cancelled here; an OPEN one by the worker at the broker; a sliced one
+    slice by slice."""
+    with new_session() as session:
+        sliced = session.scalar(select(Order.role).where(Order.id == order_id)) == PARENT
+    if sliced:
+        return _cancel_sliced(order_id)
     with session_scope() as session:
         # Compare-and-set: never sent (attempts 0) and still QUEUED, so no worker holds it.
         result = session.execute(

@@ -4,6 +4,10 @@
     SUBMITTING → QUEUED (transient failure, retry scheduled) | DEAD_LETTER (attempts exhausted)
     DEAD_LETTER → QUEUED (replay)
 
+A parent order (one sliced under the freeze quantity, app.orders.parents) never goes to the
+broker: its status is the aggregate of its slices' (app.orders.parent_status), which adds
+PARTIAL — final, some but not all of the quantity filled.
+
 The broker's word wins over ours: an update from the broker (postback, WebSocket,
 reconciliation) may move a QUEUED, SUBMITTING or DEAD_LETTER order straight to
 what the broker says, because the order exists there.
@@ -21,9 +25,10 @@ from app.models import Order, OrderEvent, utcnow
 
 QUEUED, SUBMITTING, OPEN = "QUEUED", "SUBMITTING", "OPEN"
 COMPLETE, CANCELLED, REJECTED, DEAD_LETTER = "COMPLETE", "CANCELLED", "REJECTED", "DEAD_LETTER"
+PARTIAL = "PARTIAL"  # parents only
 
 BROKER_FINAL = frozenset({COMPLETE, CANCELLED, REJECTED})
-FINAL = BROKER_FINAL | {DEAD_LETTER}
+FINAL = BROKER_FINAL | {DEAD_LETTER, PARTIAL}
 
 ALLOWED: dict[str, frozenset[str]] = {
     QUEUED: frozenset({SUBMITTING, DEAD_LETTER, CANCELLED, OPEN, COMPLETE, REJECTED}),
@@ -33,6 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     COMPLETE: frozenset(),
     CANCELLED: frozenset(),
     REJECTED: frozenset(),
+    PARTIAL: frozenset(),
 }
 
 

@@ -66,12 +66,19 @@ def order_changed(order) -> dict | None:
 
     Publishes the record (without its event list) on `orders:{account_id}`;
     webhooks subscribe to the same transitions (see app.webhooks.events); a rejection is
-    counted by reason (app.orders.rejections).
+    counted by reason (app.orders.rejections). A slice's change then updates its parent
+    (app.orders.parents), which is published in turn.
     """
     data = order_view(order, with_events=False)
-    if order.status == REJECTED:
+    if order.status == REJECTED and order.role != "parent":
         # Counted once: REJECTED is final, so no later update of the order changes it and reaches here.
+        # A sliced order's parent never reached the broker: its slices' rejections are the ones counted.
         count_rejection(order)
     message = publish(order.account_id, data)
     webhook_events.order_changed(order.account_id, data)
+    if order.parent_id:
+        # Every committed change of a slice passes here, whoever made it (worker, postback, WebSocket,
+        # reconciler, cancel): its parent follows from this one place.
+        from app.orders.parents import slice_changed  # parents publish through this module
+        slice_changed(order)
     return message

@@ -1,7 +1,8 @@
 """The JSON shape of an order record: one schema for REST answers, WebSocket snapshots and updates."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, post_dump
+from sqlalchemy import inspect
 
 from app.core.timestamps import iso
 from app.models import Order
@@ -32,6 +33,29 @@ class OrderEventSchema(Schema):
     detail = fields.Dict(allow_none=True)
 
 
+class SliceSchema(Schema):
+    """One slice of an order above the freeze quantity (an order of its own: GET /orders/{id})."""
+
+    id = fields.String()
+    slice_index = fields.Integer()
+    quantity = fields.Integer()
+    status = fields.String()
+    filled_quantity = fields.Integer(allow_none=True)
+    average_price = fields.Float(allow_none=True)
+    broker_order_id = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class _Slices(fields.List):
+    """A parent's slices when they were loaded with it (app.orders.service loads them); a record
+    read elsewhere (an update of a plain order) leaves the field out rather than query for it."""
+
+    def serialize(self, attr, obj, accessor=None, **kwargs):
+        if getattr(obj, "role", None) != "parent" or "children" in inspect(obj).unloaded:
+            return None
+        return super().serialize(attr, obj, accessor, **kwargs)
+
+
 class OrderSchema(Schema):
     """An order record (an Order with its events)."""
 
@@ -39,7 +63,8 @@ class OrderSchema(Schema):
     order_id = _SameAsId(metadata={"description": "same as `id`"})
     account_id = fields.String()
     status = fields.String(metadata={"description": "QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, "
-                                                    "REJECTED or DEAD_LETTER"})
+                                                    "REJECTED or DEAD_LETTER; a sliced order also PARTIAL "
+                                                    "(final: some but not all of it filled)"})
     broker_order_id = fields.String(allow_none=True)
     broker_status = fields.String(allow_none=True)
     status_message = fields.String(allow_none=True, metadata={
@@ -68,10 +93,22 @@ class OrderSchema(Schema):
     average_price = fields.Float(allow_none=True)
     batch_id = fields.String(allow_none=True)
     leg_index = fields.Integer(allow_none=True)
-    role = fields.String(allow_none=True, metadata={"description": "order, leg or rollback"})
+    role = fields.String(allow_none=True, metadata={
+        "description": "order, leg, rollback, parent (an order above the freeze quantity, placed as its "
+                       "slices) or slice"})
+    parent_id = fields.String(allow_none=True, metadata={"description": "a slice's parent order"})
+    slice_index = fields.Integer(allow_none=True, metadata={"description": "a slice's place in its parent, from 0"})
+    children = _Slices(fields.Nested(SliceSchema), data_key="children", metadata={
+        "description": "a parent's slices; its status, filled_quantity and average_price aggregate theirs"})
     created_at = Timestamp(allow_none=True)
     updated_at = Timestamp(allow_none=True)
     events = fields.List(fields.Nested(OrderEventSchema))
+
+    @post_dump
+    def _slices_only_on_parents(self, data, **_kw):
+        if data.get("children") is None:
+            data.pop("children", None)
+        return data
 
 
 class OrderListSchema(Schema):

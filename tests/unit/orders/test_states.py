@@ -7,10 +7,10 @@ import pytest
 from app.broker import statuses as kite
 from app.models import Order, OrderEvent
 from app.orders import states
-from app.orders.states import (ALLOWED, BROKER_FINAL, CANCELLED, COMPLETE, DEAD_LETTER, FINAL, OPEN, QUEUED,
+from app.orders.states import (ALLOWED, BROKER_FINAL, CANCELLED, COMPLETE, DEAD_LETTER, FINAL, OPEN, PARTIAL, QUEUED,
                                REJECTED, SUBMITTING, InvalidTransition, can_move, from_broker_status, transition)
 
-ALL = (QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER)
+ALL = (QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER, PARTIAL)
 
 
 class RecordingSession:
@@ -32,7 +32,8 @@ def order(status: str, **changes) -> Order:
 
 def test_every_status_has_its_moves_and_the_final_ones_none():
     assert set(ALLOWED) == set(ALL)
-    assert FINAL == BROKER_FINAL | {DEAD_LETTER}
+    assert FINAL == BROKER_FINAL | {DEAD_LETTER, PARTIAL}  # PARTIAL: sliced parents only
+    assert ALLOWED[PARTIAL] == frozenset()
     assert BROKER_FINAL == kite.FINAL  # our final statuses are Kite's
     for status in BROKER_FINAL:
         assert ALLOWED[status] == frozenset()
