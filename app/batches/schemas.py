@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
-from app.market.freeze_quantities import freeze_quantity
-from app.market.instruments import InstrumentInfo
 from app.orders.schemas import OrderRequestSchema
 
 MAX_LEGS = 10
@@ -15,17 +13,6 @@ class LegRequestSchema(OrderRequestSchema):
     """One leg: an order, which may name its account (it must be the batch's)."""
 
     account_id = fields.String()
-
-    def _check_freeze_quantity(self, info: InstrumentInfo, quantity: int, errors: dict) -> None:
-        """A leg is one broker order: the batch's chord and rollback track one order per leg, so a leg
-        is not sliced and must be within the freeze quantity."""
-        limit = freeze_quantity(info)
-        if limit is not None and quantity > limit:
-            lot = info.lot_size or 1
-            errors.setdefault("quantity", []).append(
-                f"quantity {quantity} ({quantity // lot} lots) is above the freeze quantity {limit} "
-                f"({limit // lot} lots) of {info.name}: a batch leg is placed as one order; place it as a "
-                f"single order (sliced into up to 10 orders) or split it into legs")
 
     @post_load
     def _order_columns(self, data, **kwargs):

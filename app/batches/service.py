@@ -21,7 +21,9 @@ from app.core.db import new_session
 from app.models import Account, Batch, Order, new_id
 from app.core.timestamps import iso
 from app.orders.budget import OrderBudgetExhausted, require_room
-from app.orders.service import new_order
+from app.orders.parents import PARENT
+from app.orders.service import new_order, slice_fields
+from app.orders.slicing import plan_for_columns
 from app.orders.states import COMPLETE, OPEN, QUEUED, record_event
 from app.core.wakeups import Waiter, batch_channel
 
@@ -93,8 +95,10 @@ def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, ex
     (OrderBudgetExhausted) before anything else, unless it was placed under its key already."""
     options = {"rollback_on_failure": rollback_on_failure, "execution": execution}
     digest = _digest(account_id, legs, options)
+    plans = [plan_for_columns(fields) for fields in legs]   # a leg above the freeze quantity: its slices
+    broker_legs = sum(len(quantities) for quantities in plans)
     try:
-        require_room(account_id, len(legs))
+        require_room(account_id, broker_legs)
     except OrderBudgetExhausted:
         earlier = _earlier_batch(account_id, idempotency_key, digest)
         if earlier is None:
@@ -110,15 +114,12 @@ def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, ex
         _require_account(session, account_id)
         # Its id up front, not from a flush: a second batch under the same Idempotency-Key must
         # fail at the commit below, where the first one is looked up.
-        batch = Batch(id=new_id(), account_id=account_id, status=RUNNING, total_orders=len(legs),
+        batch = Batch(id=new_id(), account_id=account_id, status=RUNNING, total_orders=broker_legs,
                       idempotency_key=idempotency_key, request_hash=digest, **options)
         session.add(batch)
         orders = []
-        for index, fields in enumerate(legs):
-            leg = new_order(account_id, fields, batch_id=batch.id, leg_index=index, role="leg")
-            session.add(leg)
-            record_event(session, leg, None, QUEUED, detail={"source": "batch", "batch_id": batch.id})
-            orders.append(leg)
+        for fields, quantities in zip(legs, plans):
+            orders += _broker_legs(session, batch, account_id, fields, quantities, first_index=len(orders))
         try:
             session.commit()
         except IntegrityError:
@@ -135,6 +136,29 @@ def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, ex
         return batch, True
     finally:
         session.close()
+
+
+def _broker_legs(session, batch: Batch, account_id: str, fields: dict, quantities: list[int],
+                 first_index: int) -> list[Order]:
+    """The legs the chord places for one requested leg: the leg itself, or — above the freeze
+    quantity — its slices, each a leg of the batch (so the verdict and the rollback treat every
+    broker order alike) and a slice of a parent order that shows them together (app.orders.parents).
+    The parent belongs to no batch: it is never sent."""
+    parent = None
+    if len(quantities) > 1:
+        parent = new_order(account_id, fields, role=PARENT)
+        session.add(parent)
+        record_event(session, parent, None, QUEUED,
+                     detail={"source": "batch", "batch_id": batch.id, "slices": quantities})
+    legs = []
+    for slice_index, quantity in enumerate(quantities):
+        extra = {"parent_id": parent.id, "slice_index": slice_index} if parent else {}
+        leg = new_order(account_id, slice_fields(fields, quantity) if parent else fields, batch_id=batch.id,
+                        leg_index=first_index + slice_index, role="leg", **extra)
+        session.add(leg)
+        record_event(session, leg, None, QUEUED, detail={"source": "batch", "batch_id": batch.id})
+        legs.append(leg)
+    return legs
 
 
 def get_batch(batch_id: str) -> Batch:
@@ -162,7 +186,7 @@ def leg_view(order: Order) -> dict:
             "transaction_type": order.transaction_type, "quantity": order.quantity, "status": order.status,
             "broker_order_id": order.broker_order_id, "filled_quantity": order.filled_quantity,
             "average_price": float(order.average_price) if order.average_price is not None else None,
-            "error": order.error}
+            "error": order.error, **({"parent_id": order.parent_id} if order.parent_id else {})}
 
 
 def batch_view(batch: Batch) -> dict:

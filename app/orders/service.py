@@ -110,6 +110,19 @@ def _earlier_order(account_id: str, idempotency_key: str | None, digest: str) ->
         return _order_under_key(session, account_id, idempotency_key, digest) if idempotency_key else None
 
 
+# What a slice takes from the order it is cut from (all but the quantity).
+SLICE_COLUMNS = ("exchange", "tradingsymbol", "instrument_token", "transaction_type", "product", "order_type",
+                 "variety", "validity", "validity_ttl", "price", "trigger_price", "disclosed_quantity",
+                 "market_protection", "client_tag")
+
+
+def slice_fields(fields: dict, quantity: int) -> dict:
+    """One slice's Order columns: the order's, with its own quantity (a disclosed quantity within it)."""
+    columns = {name: fields.get(name) for name in SLICE_COLUMNS}
+    disclosed = columns["disclosed_quantity"]
+    return {**columns, "quantity": quantity, "disclosed_quantity": min(disclosed, quantity) if disclosed else disclosed}
+
+
 def _slice_quantities(fields: dict) -> list[int]:
     try:
         return plan_for_columns(fields)
@@ -119,15 +132,10 @@ def _slice_quantities(fields: dict) -> list[int]:
 
 def _new_slices(session, parent: Order, quantities: list[int]) -> list[tuple[Order, OrderEvent]]:
     """The parent's slices, QUEUED, each an order of its own with its own broker tag (with their first events)."""
-    fields = {name: getattr(parent, name) for name in (
-        "exchange", "tradingsymbol", "instrument_token", "transaction_type", "product", "order_type", "variety",
-        "validity", "validity_ttl", "price", "trigger_price", "disclosed_quantity", "market_protection",
-        "client_tag")}
+    fields = {name: getattr(parent, name) for name in SLICE_COLUMNS}
     slices = []
     for index, quantity in enumerate(quantities):
-        disclosed = fields["disclosed_quantity"]
-        child = new_order(parent.account_id, {**fields, "quantity": quantity,
-                                              "disclosed_quantity": min(disclosed, quantity) if disclosed else disclosed},
+        child = new_order(parent.account_id, slice_fields(fields, quantity),
                           role=SLICE, parent_id=parent.id, slice_index=index)
         session.add(child)
         event = record_event(session, child, None, QUEUED, detail={"source": "slicing", "parent_id": parent.id})

@@ -27,6 +27,8 @@ class LegSchema(Schema):
     filled_quantity = fields.Integer()
     average_price = fields.Float(allow_none=True)
     error = fields.String(allow_none=True)
+    parent_id = fields.String(metadata={"description": "for a slice of a leg above the freeze quantity: "
+                                                    "the order that shows its slices together"})
 
 
 class RollbackActionSchema(Schema):

@@ -163,19 +163,6 @@ def test_cancel_right_after_placing_cancels_slices_still_being_placed(orders, cl
     assert all(o["status"] == "CANCELLED" for o in _broker_orders_of(orders, record))
 
 
-def test_batch_leg_above_the_freeze_quantity_is_refused(orders, client, headers, nifty_option):
-    stored_before = _order_count()
-    legs = [market_order(nifty_option, quantity=NIFTY_FREEZE),
-            market_order(nifty_option, quantity=NIFTY_FREEZE + nifty_option.lot_size)]
-    response = client.post("/accounts/primary/batch-orders", json={"legs": legs}, headers=headers["primary"])
-    assert response.status_code == 422, response.get_json()
-    details = response.get_json()["error"]["details"]
-    message = " ".join(details["legs"]["1"]["quantity"])
-    assert f"freeze quantity {NIFTY_FREEZE} (27 lots)" in message
-    assert "0" not in details["legs"]
-    assert _order_count() == stored_before
-
-
 def test_reconciler_repairs_a_parent_whose_refresh_was_lost(orders, nifty_option):
     from sqlalchemy import update
 
