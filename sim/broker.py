@@ -173,18 +173,16 @@ class Broker:
         if order_type not in ("MARKET", "LIMIT", "SL", "SL-M"):
             raise input_error("Invalid `order_type`.")
 
-        def number(name, cast, current):
-            return parse_number(params, name, cast, current)
-
-        quantity = check_quantity(number("quantity", int, f["quantity"]), inst)
+        quantity = check_quantity(parse_number(params, "quantity", int, f["quantity"]), inst)
         self.freeze.check(inst, quantity)
         if quantity < f["filled_quantity"]:
             raise input_error("Quantity cannot be less than the filled quantity.")
-        price = number("price", float, f["price"]) if order_type in ("LIMIT", "SL") else 0.0
-        trigger = number("trigger_price", float, f["trigger_price"]) if order_type in ("SL", "SL-M") else 0.0
+        price = parse_number(params, "price", float, f["price"]) if order_type in ("LIMIT", "SL") else 0.0
+        trigger = (parse_number(params, "trigger_price", float, f["trigger_price"])
+                   if order_type in ("SL", "SL-M") else 0.0)
         check_prices(order_type, f["transaction_type"], price, trigger, inst.tick_size or 0.05)
-        protection = check_market_protection(order_type, number("market_protection", float,
-                                                                f["market_protection"] or None))
+        protection = check_market_protection(
+            order_type, parse_number(params, "market_protection", float, f["market_protection"] or None))
         validity = (params.get("validity") or f["validity"]).upper()
         order.request.order_type, order.request.price, order.request.trigger_price = order_type, price, trigger
         order.modifications += 1

@@ -16,11 +16,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts import AccountNotFound
 from app.batches.schemas import validate_legs
-from app.broker.margin_check import check_basket_margin
 from app.core.db import new_session
 from app.models import Account, Batch, Order, new_id
 from app.core.timestamps import iso
-from app.orders.budget import OrderBudgetExhausted, require_room
+from app.orders.pre_trade import check_before_storing
 from app.orders.parents import PARENT
 from app.orders.service import new_order, slice_fields
 from app.orders.slicing import plan_for_columns
@@ -97,18 +96,10 @@ def place_batch(account_id: str, legs: list[dict], rollback_on_failure: bool, ex
     digest = _digest(account_id, legs, options)
     plans = [plan_for_columns(fields) for fields in legs]   # a leg above the freeze quantity: its slices
     broker_legs = sum(len(quantities) for quantities in plans)
-    try:
-        require_room(account_id, broker_legs)
-    except OrderBudgetExhausted:
-        earlier = _earlier_batch(account_id, idempotency_key, digest)
-        if earlier is None:
-            raise
+    earlier = check_before_storing(account_id, broker_legs, legs, "batch", margin_check,
+                                   lambda: _earlier_batch(account_id, idempotency_key, digest))
+    if earlier is not None:
         return earlier, False
-    if margin_check:
-        earlier = _earlier_batch(account_id, idempotency_key, digest)
-        if earlier is not None:
-            return earlier, False
-        check_basket_margin(account_id, legs, "batch")
     session = new_session()
     try:
         _require_account(session, account_id)

@@ -18,12 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.broker.margin_check import check_basket_margin
 from app.core.db import new_session, session_scope
 from app.models import Account, Order, OrderEvent, new_id, utcnow
 from app.orders.updates import order_changed
 from app.orders import dispatch, parents
-from app.orders.budget import OrderBudgetExhausted, require_room
+from app.orders.budget import require_room
+from app.orders.pre_trade import check_before_storing
 from app.orders.parents import PARENT, SLICE, slices_of
 from app.orders.schemas import check_modification
 from app.orders.slicing import TooManySlices, plan_for_columns
@@ -165,18 +165,10 @@ def place(account_id: str, fields: dict, idempotency_key: str | None = None,
     quantities = _slice_quantities(fields)
     sliced = len(quantities) > 1
     digest = request_hash(account_id, fields)
-    try:
-        require_room(account_id, len(quantities))   # every slice is a placement
-    except OrderBudgetExhausted:
-        earlier = _earlier_order(account_id, idempotency_key, digest)
-        if earlier is None:
-            raise
+    earlier = check_before_storing(account_id, len(quantities), [fields], "order", margin_check,  # a slice each
+                                   lambda: _earlier_order(account_id, idempotency_key, digest))
+    if earlier is not None:
         return earlier, False
-    if margin_check:
-        earlier = _earlier_order(account_id, idempotency_key, digest)
-        if earlier is not None:
-            return earlier, False
-        check_basket_margin(account_id, [fields], "order")
     session = new_session()
     try:
         _require_account(session, account_id)

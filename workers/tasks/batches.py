@@ -85,23 +85,16 @@ def rollback_leg(self, action_id: int) -> dict:
     """Cancel or reverse one placed leg; the reversal goes through the exactly-once path."""
     try:
         step, reversal_id = settlement.prepare_rollback(action_id)
+        outcome = submit_order(reversal_id) if step == "reverse" else None
     except Exception as exc:
+        # Redis, the database or the broker went away (a restart, a 503): preparing is idempotent and the
+        # exactly-once path makes another attempt safe, so a rollback does not give up on a blip.
         if self.request.retries >= ROLLBACK_MAX_RETRIES:
             log.error("rollback action gave up", extra={"action_id": action_id, "error": str(exc)})
             settlement.finish_action(action_id, settlement.FAILED, f"gave up: {exc}"[:500])
             return {"action_id": action_id, "result": settlement.FAILED}
         raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
-    if step == "reverse":
-        try:
-            outcome = submit_order(reversal_id)
-        except Exception as exc:
-            # Redis or the broker went away mid-attempt (a restart, a 503): the exactly-once path makes
-            # another attempt safe, and a rollback must not give up on a blip.
-            if self.request.retries >= ROLLBACK_MAX_RETRIES:
-                log.error("rollback reversal gave up", extra={"action_id": action_id, "error": str(exc)})
-                settlement.finish_action(action_id, settlement.FAILED, f"gave up: {exc}"[:500])
-                return {"action_id": action_id, "result": settlement.FAILED}
-            raise self.retry(countdown=backoff_s(self.request.retries + 1), exc=exc)
+    if outcome is not None:
         if outcome.action in ("retry", "defer"):
             raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
         settlement.finish_reversal(action_id, reversal_id)

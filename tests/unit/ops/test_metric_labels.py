@@ -60,8 +60,9 @@ def test_webhook_outcomes_are_the_ones_counted():
 def test_margin_check_refusal_labels_are_the_ones_counted():
     from app.broker.margin_check import REASONS, REQUESTS
 
-    requests = {*re.findall(r'check_basket_margin\([^)]*"(\w+)"\)', _source("app/batches/service.py")),
-                *re.findall(r'check_basket_margin\([^)]*"(\w+)"\)', _source("app/orders/service.py"))}
+    # The request label is the first string the intake passes to the pre-trade checks.
+    requests = {*re.findall(r'check_before_storing\(.*?"(\w+)"', _source("app/batches/service.py"), re.DOTALL),
+                *re.findall(r'check_before_storing\(.*?"(\w+)"', _source("app/orders/service.py"), re.DOTALL)}
     reasons = set(re.findall(r'margin_check_refusals_total\.inc\(request=request, reason="(\w+)"\)',
                              _source("app/broker/margin_check.py")))
     assert requests == set(REQUESTS) == MARGIN_CHECK_REQUESTS
