@@ -61,6 +61,8 @@ beat_schedule = {
     "reconcile-open-orders": {"task": "workers.tasks.orders.reconcile_open_orders", "schedule": 5.0},
     "settle-stuck-batches": {"task": "workers.tasks.batches.settle_stuck_batches", "schedule": 15.0},
     "requeue-stranded-webhooks": {"task": "workers.tasks.webhooks.requeue_stranded_deliveries", "schedule": 60.0},
+    # Sessions whose 06:00 IST passed with no broker call to say so; held orders whose TTL lapsed.
+    "check-kite-sessions": {"task": "workers.tasks.maintenance.check_kite_sessions", "schedule": 30.0},
     # Kite publishes the day's instrument dump around 08:00 IST; load it before the 09:15 open.
     "refresh-instruments-daily": {
         "task": "workers.tasks.maintenance.refresh_instruments",

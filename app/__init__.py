@@ -14,10 +14,10 @@ from app.core.validation import raw_request_has_nul
 log = logging.getLogger("app.access")
 
 # Endpoints anyone may call: health, metrics, the API description, the dashboard,
-# and the broker's postback (which carries its own checksum).
+# the broker's postback (which carries its own checksum) and Kite's login redirect (its sealed state).
 PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_json",
                     "api-docs.openapi_swagger_ui", "static", "postback.kite_postback",
-                    "dashboard.index", "dashboard.dashboard_page"}
+                    "dashboard.index", "dashboard.dashboard_page", "kite_login.kite_callback"}
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

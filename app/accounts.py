@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.broker import account_versions
 from app.broker.egress import Egress
 from app.core.crypto import decrypt, encrypt
+from app.kite_session.state import session_view, start_session
 from app.models import Account
 
 
@@ -34,6 +35,8 @@ def add_account(session: Session, account_id: str, api_key: str, api_secret: str
         raise AccountExists(account_id)
     account = Account(id=account_id, api_key=api_key, api_secret_enc=encrypt(api_secret),
                       access_token_enc=encrypt(access_token) if access_token else None)
+    if access_token:
+        start_session(account)  # a token registered by hand lives until the next 06:00 IST too
     _store_egress(account, egress)
     session.add(account)
     session.flush()
@@ -55,6 +58,7 @@ def set_access_token(session: Session, account_id: str, access_token: str, broke
     account = get_account(session, account_id)
     account.access_token_enc = encrypt(access_token)
     account.broker_user_id = broker_user_id
+    start_session(account)  # the caller announces it once committed (app.kite_session.announce)
     account_versions.changed(session, account_id)  # cached clients still hold the old token
     return account
 
@@ -98,6 +102,7 @@ def public_view(account: Account) -> dict:
         "api_key": account.api_key,
         "broker_user_id": account.broker_user_id,
         "has_access_token": account.access_token_enc is not None,
+        "session": session_view(account),
         "active": account.active,
         "egress": egress.public() if egress else None,
         "created_at": account.created_at.isoformat(),

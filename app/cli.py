@@ -64,6 +64,11 @@ def list_accounts():
         for account in account_service.list_accounts(session):
             view = account_service.public_view(account)
             token = "token set" if view["has_access_token"] else "no token"
+            session_state = view["session"]
+            until = f" until {session_state['expires_at']}" if session_state["expires_at"] else ""
+            token += {"active": f", session active{until}",
+                      "expired": f", session expired at {session_state['expired_at']}: log in at "
+                                 f"{session_state['login_url']}"}.get(session_state["state"], "")
             egress = account_service.egress_of(account)
             route = f"\torders go {egress.describe()}" if egress else ""
             click.echo(f"{view['account_id']}\tapi_key={view['api_key']}\t{token}{route}")

@@ -81,6 +81,13 @@ class Account(Base):
     # address or an HTTP(S) proxy URL (encrypted: it may carry credentials); neither: the default route.
     egress_source_address: Mapped[Optional[str]] = mapped_column(String(64))
     egress_proxy_enc: Mapped[Optional[str]] = mapped_column(Text)
+    # The Kite session (app.kite_session.state): "expired" once the broker refused the token (until
+    # the next login); otherwise live while it has a token. Its expected end: the next 06:00 IST.
+    session_status: Mapped[Optional[str]] = mapped_column(String(16))
+    session_login_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    session_expires_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    session_expired_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    session_error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -57,12 +57,14 @@ def start_embedded_services(cleanups: list) -> str | None:
         from sim.harness import PaperBroker
 
         port = int(os.environ.get("SIM_PORT", "5100"))
-        # The dev stack's paper session outlives 06:00 IST: the service cannot log in again by itself yet.
-        broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port, daily_expiry=False,
-                             postback_url=f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/postback/kite",
+        web_root = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+        # Like Kite, the paper session ends at 06:00 IST: the dashboard's "Log in to Kite" starts the next.
+        broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port,
+                             postback_url=f"{web_root}/postback/kite",
                              accounts={PAPER_ACCOUNT["api_key"]: (PAPER_ACCOUNT["api_secret"],
                                                                    PAPER_ACCOUNT["access_token"])}).start()
         cleanups.append(broker.stop)
+        broker.add_account(PAPER_ACCOUNT["api_key"], redirect_url=f"{web_root}/kite/callback")  # the app's redirect URL
         os.environ["KITE_API_ROOT"] = broker.root
         os.environ["KITE_WS_ROOT"] = broker.ws_root
         os.environ["PAPER_BROKER"] = "1"

@@ -141,6 +141,8 @@ class KiteRoutes:
 
     async def session_logout(self, request):
         self.sim.accounts.invalidate(request.query.get("api_key", ""), request.query.get("access_token", ""))
+        # its open ticker sockets end too (1008), as with expire_sessions: a test can end one account
+        self.sim.ticker.close_ended_sessions(self.sim.accounts.sessions)
         return ok(True)
 
     async def session_refresh(self, request):

@@ -26,6 +26,7 @@ from app.broker.client import broker_client, forget_client
 from app.broker.errors import describe, is_transient
 from app.broker.rate_limit import other_calls_rate_limiter
 from app.core.cluster_metrics import ClusterCounter
+from app.kite_session.refusals import noticed
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ def _call_in_turn(account_id: str, call):
             if attempt == 1 and getattr(exc, "code", None) == 429:
                 time.sleep(KITE_WINDOW_S)
                 continue
+            noticed(account_id, exc, "margin_check")  # a refused token: the session has expired
             raise unavailable_because(account_id, exc) from exc
 
 

@@ -46,6 +46,18 @@ def parse_freeze_quantities(text: str) -> dict[str, int]:
     return quantities
 
 
+def parse_daily_expiry(text: str) -> tuple[int, int] | None:
+    """`06:00` → (6, 0), IST; `off` → None (sessions end only when the broker refuses the token). A bad
+    value is a ValueError at start-up."""
+    text = text.strip().lower()
+    if text in ("off", "none", "false", "0"):
+        return None
+    hours, sep, minutes = text.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"KITE_SESSION_EXPIRY_IST: {text!r} is not HH:MM (India time) or off")
+    return int(hours), int(minutes)
+
+
 def credentials_key() -> str:
     """CREDENTIALS_KEY, or a development key kept in instance/ so restarts can decrypt."""
     key = get_settings().credentials_key
@@ -81,6 +93,11 @@ class Settings:
     kite_api_root: str = field(default_factory=lambda: _env("KITE_API_ROOT", "http://127.0.0.1:5100"))
     kite_ws_root: str = field(default_factory=lambda: _env("KITE_WS_ROOT", "ws://127.0.0.1:5100/ws"))
     broker_timeout_s: float = field(default_factory=lambda: float(_env("BROKER_TIMEOUT_S", "7")))
+    # When Kite ends every access token (IST); None ("off"): only a refused token ends a session.
+    kite_session_expiry_ist: tuple[int, int] | None = field(
+        default_factory=lambda: parse_daily_expiry(_env("KITE_SESSION_EXPIRY_IST", "06:00")))
+    # Kite's login page; empty: derived from KITE_API_ROOT (app.kite_session.login.kite_login_page).
+    kite_login_url: str = field(default_factory=lambda: _env("KITE_LOGIN_URL", ""))
 
     # Orders.
     order_max_attempts: int = field(default_factory=lambda: int(_env("ORDER_MAX_ATTEMPTS", "5")))

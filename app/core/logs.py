@@ -16,6 +16,8 @@ _REDACTIONS = [
     # key=value and "key": "value" forms of anything secret-looking.
     (re.compile(r'(?i)("?(?:api[_-]?key|api[_-]?secret|access[_-]?token|request[_-]?token|secret|password|'
                 r'authorization|x-api-key|checksum)"?\s*[:=]\s*"?)([^"\s,&;}]+)'), r"\1[REDACTED]"),
+    # The Kite login's state in a callback URL (app.kite_session.login): single use, but a credential until used.
+    (re.compile(r"([?&]state=)[^&\s\"]+"), r"\1[REDACTED]"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
     (re.compile(r"(?<![\w.])(?:\+?91[\s-]?)?[6-9]\d{9}(?![\w.])"), "[PHONE]"),
 ]

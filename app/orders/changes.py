@@ -11,6 +11,7 @@ from app.broker.rate_limit import order_rate_limiter
 from app.core.config import get_settings
 from app.core.db import new_session
 from app.models import Order
+from app.kite_session.refusals import noticed
 from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s
 from app.orders.reconciliation import apply_to_order
 from app.orders.states import OPEN, record_event
@@ -53,6 +54,7 @@ def change_order(order_id: str, request: str, params: dict | None, attempt: int,
     if not breaker.allow(account_id).allowed:
         error = "circuit breaker open"
     else:
+        kite = None
         try:
             kite = broker_client(account_id)
             if request == "modify":
@@ -65,6 +67,7 @@ def change_order(order_id: str, request: str, params: dict | None, attempt: int,
         except Exception as exc:
             error = describe(exc)
             if is_final_rejection(exc):
+                noticed(account_id, exc, request, kite)  # a refused token: the session has expired
                 breaker.record_success(account_id)
                 _note_failure(order_id, request, error)
                 return Outcome("done", error=error)

@@ -33,6 +33,8 @@ from app.broker.rate_limit import order_rate_limiter
 from app.core.config import get_settings
 from app.core.db import new_session
 from app.models import Order, utcnow
+from app.kite_session.held_orders import HELD, hold
+from app.kite_session.state import is_live, mark_expired
 from app.orders import metrics as order_metrics
 from app.orders.parents import PARENT
 from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
@@ -164,9 +166,30 @@ def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: flo
     return outcome
 
 
+def _session_refused(order_id: str, account_id: str, error: str, kite, hold_when_dead: bool) -> Outcome:
+    """The broker refused the account's access token (TokenException): never a transient failure.
+    The session is marked expired; the order is held for the next login (or rejected, for a batch
+    leg). When the token was an old one a newer login has replaced, the order goes again at once."""
+    refused_token = getattr(kite, "access_token", None)
+    mark_expired(account_id, error, "order", access_token=refused_token)
+    if is_live(account_id):  # a newer token is stored: this process's client was stale
+        hold(order_id, from_submitting=True, held=False)
+        return Outcome("defer", countdown=0.05, status=QUEUED)
+    if not hold_when_dead:
+        rejected = _reject(order_id, error, source="session_expired")
+        return Outcome("done", status=rejected.status if rejected else REJECTED, error=error)
+    status = hold(order_id, from_submitting=True)
+    return Outcome("done", status=status, error=HELD)
+
+
 def submit_order(order_id: str, max_attempts: int | None = None, account_id: str | None = None,
-                 max_rate_wait_s: float = MAX_INLINE_RATE_WAIT_S) -> Outcome:
-    """One attempt of the exactly-once placement of `order_id` (see the module docstring)."""
+                 max_rate_wait_s: float = MAX_INLINE_RATE_WAIT_S, hold_when_session_dead: bool = True) -> Outcome:
+    """One attempt of the exactly-once placement of `order_id` (see the module docstring).
+
+    While the account's Kite session is dead the order is held (app.kite_session.held_orders): left
+    QUEUED and unsent until a login, never retried into the dead-letter queue. A batch leg passes
+    `hold_when_session_dead=False`: a batch must not wait for a person, so its leg is rejected and the
+    batch rolls back."""
     settings = get_settings()
     max_attempts = max_attempts or settings.order_max_attempts
     lease_s = submission_lease_s(settings)
@@ -179,6 +202,10 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
             if order.status in FINAL or order.status == OPEN:
                 return Outcome("done", status=order.status)
             account_id = order.account_id
+
+    if hold_when_session_dead and not is_live(account_id):
+        status = hold(order_id)
+        return Outcome("done", status=status, error=HELD if status == QUEUED else None)
 
     limit_key = order_limit_key_of(account_id)  # Kite counts orders per Zerodha account
     reservation = order_rate_limiter().acquire(limit_key, placement=True, max_wait_s=max_rate_wait_s)
@@ -207,6 +234,7 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
 
     # An earlier attempt (failed, timed out, or cut off by a crash) may have placed it.
     may_exist = attempt > 1 or order.error is not None
+    kite = None
     try:
         kite = broker_client(account_id)
         if may_exist:
@@ -228,10 +256,12 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
     except Exception as exc:  # classified below; anything unknown is treated as transient
         publish_claim()
         error = describe(exc)
+        if isinstance(exc, kite_errors.TokenException):
+            breaker.record_success(account_id)  # the broker answered: it is healthy
+            forget_client(account_id)
+            return _session_refused(order_id, account_id, error, kite, hold_when_session_dead)
         if is_final_rejection(exc):
             breaker.record_success(account_id)  # the broker answered: it is healthy
-            if isinstance(exc, kite_errors.TokenException):
-                forget_client(account_id)
             rejected = _reject(order_id, error)
             return Outcome("done", status=rejected.status if rejected else REJECTED, error=error)
         breaker.record_failure(account_id)

@@ -9,7 +9,9 @@ counted in Redis (app.core.cluster_metrics) and exported by the web process:
 - live state read at scrape time: `order_dead_letter` (gauge, from the database),
   `circuit_breaker_state{account_id}` (0 closed, 1 half-open, 2 open) and the day's
   order budget, `order_budget_used{account_id}` and `order_budget_used_ratio{account_id}`
-  (app.broker.order_budget: accounts of one Zerodha user show the same budget).
+  (app.broker.order_budget: accounts of one Zerodha user show the same budget), and each account's
+  Kite session, `kite_session_state{account_id,state}` and `kite_session_expires_in_seconds{account_id}`
+  (app.kite_session.metrics).
 """
 from __future__ import annotations
 
@@ -93,6 +95,12 @@ class OrderStateCollector:
             yield from _order_budget_gauges()
         except Exception:
             log.debug("order budget gauges unavailable", exc_info=True)
+        try:
+            from app.kite_session.metrics import session_gauges
+
+            yield from session_gauges()
+        except Exception:
+            log.debug("session gauges unavailable", exc_info=True)
 
 
 def _order_budget_gauges():

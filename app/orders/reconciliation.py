@@ -23,6 +23,8 @@ from app.broker.rate_limit import MINUTE_WINDOW_S
 from app.core.config import Settings, get_settings
 from app.core.db import new_session, session_scope
 from app.models import Account, Order, OrderEvent, utcnow
+from app.kite_session.refusals import noticed
+from app.kite_session.state import is_live
 from app.orders import dispatch, parents
 from app.orders.parents import PARENT
 from app.orders.attempts import apply_locked, submission_lease_s
@@ -282,10 +284,13 @@ def reconcile_all(queued_lost_after: float | None = None) -> dict:
             Order.status.not_in(FINAL), Order.role != PARENT).distinct()))
     summary = {}
     for account_id in account_ids:
+        if not is_live(account_id):
+            continue  # its orders are held for the next login (app.kite_session.held_orders)
         try:
             report = reconcile_account(account_id, queued_lost_after)
         except Exception as exc:  # one account's broker trouble must not stop the others
-            log.warning("reconciliation failed", extra={"account_id": account_id, "error": str(exc)})
+            if not noticed(account_id, exc, "reconciler"):
+                log.warning("reconciliation failed", extra={"account_id": account_id, "error": str(exc)})
             continue
         for order_id in report["requeue"]:
             dispatch.enqueue_placement(order_id, account_id)

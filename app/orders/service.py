@@ -23,6 +23,7 @@ from app.models import Account, Order, OrderEvent, new_id, utcnow
 from app.orders.updates import order_changed
 from app.orders import dispatch, parents
 from app.orders.budget import require_room
+from app.kite_session.state import require_live_session
 from app.orders.pre_trade import check_before_storing
 from app.orders.parents import PARENT, SLICE, slices_of
 from app.orders.schemas import check_modification
@@ -283,6 +284,7 @@ def request_modify(order_id: str, changes: dict) -> Order:
             raise OrderStateConflict(f"order is {order.status}; only an OPEN order can be modified",
                                      {"status": order.status})
         params = check_modification(order, changes)
+        require_live_session(order.account_id)  # a change goes to the broker: it needs the session
         record_event(session, order, OPEN, OPEN, detail={"request": "modify", "params": params})
         account_id = order.account_id
     dispatch.enqueue_modification(order_id, account_id, params)
@@ -341,6 +343,7 @@ def request_cancel(order_id: str) -> Order:
             if order.status != OPEN or not order.broker_order_id:
                 raise OrderStateConflict(f"order is {order.status} (being submitted); cancel it once it is OPEN",
                                          {"status": order.status})
+            require_live_session(order.account_id)  # at the broker: only a live session can cancel it
             record_event(session, order, OPEN, OPEN, detail={"request": "cancel"})
             cancelled_here = False
         account_id = order.account_id
@@ -363,6 +366,7 @@ def replay(order_id: str) -> Order:
         dead = session.scalar(select(Order).where(Order.id == order_id, Order.status == DEAD_LETTER))
         account_id = dead.account_id if dead is not None else None
     if account_id is not None:
+        require_live_session(account_id)
         require_room(account_id, 1)
     with session_scope() as session:
         result = session.execute(

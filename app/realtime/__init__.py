@@ -22,6 +22,9 @@ Messages to an order client, in this order:
    ``GET /accounts/{id}/orders`` (or reconnect for a fresh snapshot).
 3. ``{"type": "resync", "reason": ..., "timestamp"}`` after the relay lost Redis for
    a while (updates may have been missed).
+4. ``{"type": "session", "account_id", "seq", "data": {"account_id", "state", "expires_at",
+   "expired_at", "reason", "login_url", ...}, "timestamp"}`` when the account's Kite session
+   expires or a login starts a new one (app.kite_session.announce); numbered with the updates.
 
 Any client may send the text ``ping`` and gets ``pong``. The server also sends
 WebSocket pings (``SOCK_SERVER_OPTIONS.ping_interval``) and closes a client that

@@ -70,6 +70,13 @@ def _http_exception(exc: HTTPException):
     return error_response(status, description)
 
 
+def _absolute_login_url(details: dict) -> dict:
+    """The login URL of a session_expired answer, on the host the client reached us by."""
+    from flask import request
+
+    return {**details, "login_url": request.url_root.rstrip("/") + details["login_url"]}
+
+
 def _summarise(details: dict[str, Any]) -> str:
     parts = []
     for field, problems in details.items():
@@ -86,6 +93,7 @@ def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     from app import accounts
     from app.batches import service as batches
     from app.broker import margin_check
+    from app.kite_session.state import SessionNotLive
     from app.market import option_chain, subscriptions
     from app.orders.budget import OrderBudgetExhausted
     from app.orders.reconciliation import PostbackRejected
@@ -96,6 +104,7 @@ def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
         OrderError: lambda e: ApiError(e.status, e.message, e.code, e.details),
         OrderBudgetExhausted: lambda e: ApiError(429, str(e), "order_budget_exhausted", e.details,
                                                  {"Retry-After": str(e.retry_after_s)}),
+        SessionNotLive: lambda e: ApiError(409, str(e), "session_expired", _absolute_login_url(e.details)),
         accounts.AccountNotFound: lambda e: ApiError(404, f"account {e.args[0]!r} not found"),
         accounts.AccountExists: lambda e: ApiError(409, f"account {e.args[0]!r} already exists"),
         batches.BatchNotFound: lambda e: ApiError(404, str(e)),

@@ -6,6 +6,9 @@ session, stream silent while subscriptions exist, no instrument registry yet) â€
 orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
 
+`sessions` shows each active account's Kite session (active until its 06:00 IST, expired since when and
+why, or missing) with its login URL; an expired one makes the broker check `down` (degraded).
+
 `egress` shows how each active account's order requests leave the service (its source
 address or masked proxy; null: the default route), for the operator checking Kite's
 static-IP rule.
@@ -74,12 +77,15 @@ def _broker():
 
 def _account_check(creds) -> dict:
     from app.broker.client import kite_client
+    from app.kite_session.refusals import noticed
 
     started = time.perf_counter()
+    kite = kite_client(creds, timeout=2)
     try:
-        kite_client(creds, timeout=2).profile()
+        kite.profile()
         return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:
+        noticed(creds.account_id, exc, "health", kite)  # a refused token: the session has expired
         return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
@@ -91,11 +97,18 @@ def _broker_accounts() -> dict[str, dict]:
     from app.accounts import credentials
     from app.models import Account
 
+    from app.kite_session.state import EXPIRED, session_view
+
     redis = get_redis()
     results, missing = {}, []
     with new_session() as session:
         for account in session.scalars(sql_select(Account).where(
                 Account.active.is_(True), Account.access_token_enc.is_not(None))):
+            view = session_view(account)
+            if view["state"] == EXPIRED:  # known dead: no broker call until someone logs in
+                results[account.id] = {"status": "down", "error": f"Kite session expired at {view['expired_at']}: "
+                                                                  f"log in again at {view['login_url']}"}
+                continue
             cached = redis.get(BROKER_CHECK_KEY.format(account=account.id))
             if cached:
                 results[account.id] = json.loads(cached)
@@ -126,6 +139,16 @@ def _egress() -> dict[str, dict | None]:
         return {account.id: shown(account) for account in accounts}
 
 
+def _sessions() -> dict[str, dict]:
+    """Each active account's Kite session: state, expiry, and where to log in again."""
+    from app.kite_session.state import session_view
+    from app.models import Account
+
+    with new_session() as session:
+        accounts = session.scalars(select(Account).where(Account.active.is_(True)).order_by(Account.id))
+        return {account.id: session_view(account) for account in accounts}
+
+
 def _stream_heartbeats() -> list[str]:
     return [k.decode() for k in get_redis().scan_iter(STREAM_HEARTBEAT_PATTERN, count=100)]
 
@@ -147,6 +170,7 @@ def report() -> tuple[dict, int]:
             "dead_letter": counts.get("DEAD_LETTER", 0),
         }
         body["egress"] = _egress()
+        body["sessions"] = _sessions()
     else:
         subscriptions = 0
 

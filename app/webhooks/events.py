@@ -1,4 +1,4 @@
-"""Order and batch transitions → webhook events → deliveries on the `webhooks` queue.
+"""Order, batch and account (Kite session) changes → webhook events → deliveries on the `webhooks` queue.
 
 Called by app/orders/updates.py inside the order worker after every committed
 transition, so it is cheap (one indexed query when the status maps to an event)
@@ -13,7 +13,7 @@ import logging
 from app.core.db import session_scope
 from app.core.redis_client import get_redis
 from app.webhooks import delivery
-from app.webhooks.registry import BATCH_EVENTS
+from app.webhooks.registry import ACCOUNT_EVENTS, BATCH_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,17 @@ def batch_event(account_id: str, event: str, data: dict) -> list[str]:
         return _emit(account_id, [event], data, f"batch:{data.get('batch_id')}")
     except Exception:
         log.warning("batch webhook event not emitted", exc_info=True, extra={"account_id": account_id})
+        return []
+
+
+def account_event(account_id: str, event: str, data: dict, subject: str) -> list[str]:
+    """An event of the account itself (`account.session_expired`), once per `subject`."""
+    try:
+        if event not in ACCOUNT_EVENTS:
+            raise ValueError(f"not an account event: {event}")
+        return _emit(account_id, [event], data, subject)
+    except Exception:
+        log.warning("account webhook event not emitted", exc_info=True, extra={"account_id": account_id})
         return []
 
 

@@ -12,7 +12,8 @@ from app.webhooks.url_safety import UnsafeUrl, check_registration
 
 ORDER_EVENTS = ("order_placed", "order_completed", "order_failed", "order_cancelled", "order_rejected")
 BATCH_EVENTS = ("batch_completed", "batch_rolled_back")
-EVENTS = ORDER_EVENTS + BATCH_EVENTS
+ACCOUNT_EVENTS = ("account.session_expired",)  # the account's Kite session died: someone must log in
+EVENTS = ORDER_EVENTS + BATCH_EVENTS + ACCOUNT_EVENTS
 
 
 class InvalidWebhook(ValueError):

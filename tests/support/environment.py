@@ -118,6 +118,8 @@ def configure_test_environment() -> TestEnvironment:
         "ORDER_RETRY_BASE_S": "0.2",
         "ORDER_RETRY_CAP_S": "2",
         "BROKER_TIMEOUT_S": "3",
+        # As the test broker's sessions (daily_expiry=False): a run that spans 06:00 IST keeps its sessions.
+        "KITE_SESSION_EXPIRY_IST": "off",
         "WEBHOOK_RETRY_BASE_S": "0.2",
         "WEBHOOK_MAX_ATTEMPTS": "4",
         "WEBHOOK_TIMEOUT_S": "2",

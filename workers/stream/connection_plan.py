@@ -6,7 +6,8 @@ on its connection once placed (moving it would cost a gap in its ticks) and
 puts new instruments on the least loaded connection, spreading over
 accounts first, then over an account's connections. Instruments whose account
 went away are re-placed on the others; what does not fit waits, unassigned,
-until capacity returns.
+until capacity returns. ``rebalance`` (the pool calls it when an account joins
+or comes back) moves the fewest instruments that even the load out again.
 
 Pure bookkeeping, no I/O: ``TickerPool`` owns one and applies its changes.
 """
@@ -109,6 +110,30 @@ class SubscriptionPlan:
         merged = dict(self.desired)
         merged.update({int(t): _mode(mode) for t in tokens if int(t) in merged})
         return self.set_desired(merged)
+
+    def rebalance(self) -> set[Slot]:
+        """Even the load out: move instruments from the fullest connections to the emptiest until
+        every connection carries within one instrument of every other, so accounts differ by at
+        most one per connection. Moves as few as possible: each move costs that instrument a gap.
+        (Placement alone leaves an account that joins with only what was waiting.)"""
+        if not self.slots:
+            return set()
+        order = {a: i for i, a in enumerate(self.accounts)}
+        # Fullest first; the `extra` fullest connections may keep one more than the rest, which
+        # makes the moves exactly their surplus over those targets: no fewer can even it out.
+        slots = sorted(self.slots, key=lambda s: (-len(self.slots[s]), s[1], order[s[0]]))
+        even, extra = divmod(len(self.slot_of), len(slots))
+        target = {slot: even + (i < extra) for i, slot in enumerate(slots)}
+        movers = [(slot, token) for slot in slots
+                  for token in sorted(self.slots[slot])[target[slot]:]]  # lowest tokens stay put
+        changed: set[Slot] = set()
+        for slot in reversed(slots):  # emptiest first
+            while len(self.slots[slot]) < target[slot]:
+                source, token = movers.pop()
+                self.slots[slot][token] = self.slots[source].pop(token)
+                self.slot_of[token] = slot
+                changed |= {source, slot}
+        return changed
 
     # -- internals ---------------------------------------------------------
     def _drop(self, token: int) -> set[Slot]:

@@ -149,15 +149,24 @@ class AccountLeases:
 class LeaseKeeper:
     """Runs ``AccountLeases.sync`` every ``renew_every_s`` in a thread and
     reports changes: ``on_gained(account_id)`` / ``on_lost(account_id)``
-    (the stream adds or removes the account in its TickerPool)."""
+    (the stream adds or removes the account in its TickerPool), then
+    ``on_changed()`` once per round that changed anything (so the stream
+    recomputes its subscriptions once, not after each account). ``wake``
+    runs a round now (the accounts changed); ``drop`` gives one account up now."""
 
     def __init__(self, leases: AccountLeases, accounts: Callable[[], Iterable[str]],
-                 on_gained: Callable[[str], None], on_lost: Callable[[str], None]) -> None:
+                 on_gained: Callable[[str], None], on_lost: Callable[[str], None],
+                 on_changed: Callable[[], None] | None = None) -> None:
         self.leases = leases
         self.accounts = accounts
         self.on_gained = on_gained
         self.on_lost = on_lost
+        self.on_changed = on_changed
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        # One change at a time: a drop between a round's sync and its callbacks would
+        # otherwise be undone by a late on_gained.
+        self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "LeaseKeeper":
@@ -167,30 +176,66 @@ class LeaseKeeper:
 
     def stop(self, release: bool = True, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if release:
-            for account in list(self.leases.held):
+            with self._lock:
+                for account in list(self.leases.held):
+                    self._call(self.on_lost, account)
+                self.leases.release_all()
+
+    def wake(self) -> None:
+        """Run a round now rather than at the next renewal (safe from any thread)."""
+        self._wake.set()
+
+    def drop(self, account: str) -> None:
+        """Give the account up now (its session died): release the lease and report it lost.
+        A later round takes it again only if ``accounts()`` lists it again."""
+        with self._lock:
+            held = account in self.leases.held
+            self.leases.release(account)
+            metrics.LEASES_HELD.set(len(self.leases.held))
+            if held:
                 self._call(self.on_lost, account)
-            self.leases.release_all()
+                self._changed()
+
+    def if_held(self, account: str, action: Callable[[], None]) -> bool:
+        """Run ``action`` only while the account's lease is held (no round or drop meanwhile)."""
+        with self._lock:
+            if account not in self.leases.held:
+                return False
+            action()
+            return True
 
     def run_once(self) -> LeaseChanges:
-        try:
-            accounts = list(self.accounts())
-        except Exception:
-            log.exception("could not list accounts; keeping current leases")
-            accounts = list(self.leases.held)
-        changes = self.leases.sync(accounts)
-        for account in changes.lost:
-            self._call(self.on_lost, account)
-        for account in changes.gained:
-            self._call(self.on_gained, account)
-        return changes
+        with self._lock:
+            try:
+                accounts = list(self.accounts())
+            except Exception:
+                log.exception("could not list accounts; keeping current leases")
+                accounts = list(self.leases.held)
+            changes = self.leases.sync(accounts)
+            for account in changes.lost:
+                self._call(self.on_lost, account)
+            for account in changes.gained:
+                self._call(self.on_gained, account)
+            if changes.lost or changes.gained:
+                self._changed()
+            return changes
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.run_once()
-            self._stop.wait(self.leases.renew_every_s)
+            self._wake.wait(self.leases.renew_every_s)
+            self._wake.clear()
+
+    def _changed(self) -> None:
+        if self.on_changed is not None:
+            try:
+                self.on_changed()
+            except Exception:
+                log.exception("lease change callback failed")
 
     @staticmethod
     def _call(fn, account: str) -> None:

@@ -50,3 +50,8 @@ ORDER_UPDATES = Counter("stream_order_updates_total", "Order update messages rec
 BREAKER_STATE = Gauge("stream_redis_breaker_state", "Redis publish circuit breaker: 0 closed, 1 half-open, 2 open")
 BREAKER_OPENED = Counter("stream_redis_breaker_opened_total", "Times the Redis publish breaker opened")
 LEASES_HELD = Gauge("stream_account_leases_held", "Account leases held by this stream process")
+INSTRUMENTS_UNASSIGNED = Gauge(
+    "stream_instruments_unassigned",
+    "Subscribed instruments that get no ticks: no streaming account has room for them (every process "
+    "reports all of them while no account streams at all)",
+)

@@ -17,6 +17,13 @@ connection that delivered nothing (not even a heartbeat) for
 backoff, and ``on_connect`` resubscribes everything the plan gives that
 connection. When the factory gives up (``on_noreconnect``) the pool starts a
 fresh attempt itself, with its own capped exponential backoff.
+
+A dead session is not retried: when the broker ends a socket for its access
+token (close code 1008) or refuses the handshake with HTTP 403, that
+connection stops reconnecting and ``on_session_dead(account_id, access_token,
+reason)`` is called once per token; its owner then gives the account a newer
+token (``add_account``) or drops it (``remove_account``). Without that
+callback the pool keeps retrying, as for any other failure.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import json
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +46,18 @@ from workers.stream.connection_plan import Capacity, Slot, SubscriptionPlan
 log = logging.getLogger(__name__)
 
 OrderUpdateCallback = Callable[[str, dict], None]
+SessionDeadCallback = Callable[[str, str, str], None]  # account_id, the refused access token, reason
+
+SESSION_ENDED_CLOSE_CODE = 1008  # policy violation: how the paper broker ends a dead session's socket
+ABNORMAL_CLOSE_CODE = 1006  # autobahn's code for a refused handshake, the HTTP status in its reason
+_FORBIDDEN = re.compile(r"\b403\b")
+
+
+def is_session_refusal(code, reason) -> bool:
+    """The broker ended or refused the socket because of its access token (not a network fault)."""
+    if code == SESSION_ENDED_CLOSE_CODE:
+        return True
+    return code == ABNORMAL_CLOSE_CODE and bool(_FORBIDDEN.search(str(reason or "")))
 
 _reactor_lock = threading.Lock()
 
@@ -70,6 +90,7 @@ class PooledConnection:
 
     slot: Slot
     ticker: KiteTicker
+    creds: "AccountCredentials"  # what it connects with: other credentials mean a new connection
     desired: dict[int, str] = field(default_factory=dict)  # token -> mode, from the plan
     sent: dict[int, str] = field(default_factory=dict)  # what this socket was told since it opened
     connected: bool = False
@@ -78,15 +99,21 @@ class PooledConnection:
     connects: int = 0
     restarts: int = 0  # pool-driven restarts since the last good connect
     restart_at: float | None = None  # pending pool-driven restart (monotonic)
+    refused: bool = False  # the broker refused its token: left closed until new credentials come
 
     @property
     def account_id(self) -> str:
         return self.slot[0]
 
+    @property
+    def access_token(self) -> str:
+        return self.creds.access_token
+
 
 class TickerPool:
     def __init__(self, ws_root: str | None = None, *, max_ws_connections: int = 3,
                  max_instruments_per_ws: int = 3000, on_order_update: OrderUpdateCallback | None = None,
+                 on_session_dead: SessionDeadCallback | None = None,
                  frame_queue: "queue.Queue[tuple[str, bytes, float]] | None" = None,
                  silence_timeout_s: float = 5.0, watchdog_interval_s: float = 1.0,
                  reconnect_max_delay_s: int = 30, reconnect_max_tries: int = 50,
@@ -95,6 +122,7 @@ class TickerPool:
         self.ws_root = ws_root
         self.frames = frame_queue if frame_queue is not None else queue.Queue(maxsize=20_000)
         self.on_order_update = on_order_update
+        self.on_session_dead = on_session_dead
         self.silence_timeout_s = silence_timeout_s
         self.watchdog_interval_s = watchdog_interval_s
         self.reconnect_max_delay_s = reconnect_max_delay_s
@@ -106,17 +134,20 @@ class TickerPool:
         self._plan = SubscriptionPlan(max_ws_connections, max_instruments_per_ws)
         self._accounts: dict[str, AccountCredentials] = {}
         self._conns: dict[Slot, PooledConnection] = {}  # reactor thread only
-        self._orders: "queue.Queue[tuple[str, dict] | None]" = queue.Queue()
+        self._refused_tokens: set[tuple[str, str]] = set()  # (account, token) reported dead; reactor only
+        # Callbacks that may block (database) run on their own thread, never on the reactor.
+        self._callbacks: "queue.Queue[tuple[Callable, tuple] | None]" = queue.Queue()
         self._watchdog: task.LoopingCall | None = None
-        self._order_thread: threading.Thread | None = None
+        self._callback_thread: threading.Thread | None = None
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "TickerPool":
         ensure_reactor_running()
         self._started = True
-        self._order_thread = threading.Thread(target=self._dispatch_orders, name="stream-order-updates", daemon=True)
-        self._order_thread.start()
+        self._callback_thread = threading.Thread(target=self._dispatch_callbacks, name="stream-pool-callbacks",
+                                                 daemon=True)
+        self._callback_thread.start()
         reactor.callFromThread(self._start_watchdog)
         self._post_reconcile()
         return self
@@ -136,19 +167,22 @@ class TickerPool:
         if self._started:
             reactor.callFromThread(shutdown)
             done.wait(timeout)
-            self._orders.put(None)
+            self._callbacks.put(None)
             self._started = False
 
     # -- accounts and subscriptions (any thread) ---------------------------
     def add_account(self, account_id: str, api_key: str, access_token: str) -> None:
-        """Add an account, or replace its credentials (its connections restart)."""
+        """Add an account (it takes a fair share of the instruments from the others), or replace
+        its credentials (its connections restart)."""
         creds = AccountCredentials(account_id, api_key, access_token)
         with self._lock:
             old = self._accounts.get(account_id)
             self._accounts[account_id] = creds
             self._plan.set_accounts(list(self._accounts))
-        if old is not None and old != creds:
-            reactor.callFromThread(self._drop_account_connections, account_id)
+            if old is None:
+                self._plan.rebalance()
+        if self._started:
+            reactor.callFromThread(self._forget_refusals, account_id)
         self._post_reconcile()
 
     def remove_account(self, account_id: str) -> None:
@@ -188,6 +222,16 @@ class TickerPool:
         with self._lock:
             return self._plan.capacity()
 
+    def unassigned(self) -> int:
+        """Subscribed instruments no account has room for (they wait for capacity)."""
+        with self._lock:
+            return len(self._plan.unassigned())
+
+    def load_by_account(self) -> dict[str, int]:
+        """Instruments each account carries, by the plan."""
+        with self._lock:
+            return _per_account(self._plan)
+
     def subscriptions(self) -> dict[int, str]:
         with self._lock:
             return dict(self._plan.desired)
@@ -200,7 +244,7 @@ class TickerPool:
         def collect() -> None:
             now = time.monotonic()
             result["connections"] = [
-                {"account_id": c.slot[0], "index": c.slot[1], "connected": c.connected,
+                {"account_id": c.slot[0], "index": c.slot[1], "connected": c.connected, "refused": c.refused,
                  "instruments": len(c.desired), "subscribed": len(c.sent), "connects": c.connects,
                  "last_message_age_s": round(now - c.last_message_at, 3) if c.last_message_at else None}
                 for c in sorted(self._conns.values(), key=lambda c: c.slot)
@@ -223,7 +267,8 @@ class TickerPool:
         with self._lock:
             plan = {slot: dict(tokens) for slot, tokens in self._plan.slots.items() if tokens}
             creds = dict(self._accounts)
-        for slot in [s for s in self._conns if s not in plan]:
+        # Gone from the plan, or opened with credentials the account no longer has.
+        for slot in [s for s, c in self._conns.items() if s not in plan or c.creds != creds.get(s[0])]:
             self._close(self._conns.pop(slot))
         for slot, tokens in plan.items():
             conn = self._conns.get(slot)
@@ -239,7 +284,7 @@ class TickerPool:
                             reconnect_max_delay=self.reconnect_max_delay_s,
                             reconnect_max_tries=self.reconnect_max_tries,
                             connect_timeout=self.connect_timeout_s)
-        conn = PooledConnection(slot=slot, ticker=ticker)
+        conn = PooledConnection(slot=slot, ticker=ticker, creds=creds)
         ticker.on_connect = lambda ws, response: self._guard(self._on_connect, conn)
         ticker.on_message = lambda ws, payload, is_binary: self._guard(self._on_message, conn, payload, is_binary)
         ticker.on_close = lambda ws, code, reason: self._guard(self._on_close, conn, code, reason)
@@ -261,9 +306,12 @@ class TickerPool:
             # A server that ignores the close frame must not keep the socket.
             reactor.callLater(2.0, self._guard, ws.dropConnection, True)
 
-    def _drop_account_connections(self, account_id: str) -> None:
-        for slot in [s for s in self._conns if s[0] == account_id]:
+    def _forget_refusals(self, account_id: str) -> None:
+        """The account was (re-)added: a token refused before is tried once more (the next
+        reconcile reopens the closed connections)."""
+        for slot in [s for s, c in self._conns.items() if s[0] == account_id and c.refused]:
             self._close(self._conns.pop(slot))
+        self._refused_tokens = {key for key in self._refused_tokens if key[0] != account_id}
 
     def _sync(self, conn: PooledConnection) -> None:
         """Tell the broker the difference between what this socket has and what it should have."""
@@ -289,6 +337,9 @@ class TickerPool:
 
     def _on_connect(self, conn: PooledConnection) -> None:
         if conn.closing:
+            # Closed while still connecting (stopTrying cannot stop a first attempt): close it now
+            # that it is open, or the broker keeps counting it against the key's 3 connections.
+            reactor.callLater(0, self._guard, self._close, conn)
             return
         conn.connected = True
         conn.connects += 1
@@ -319,20 +370,35 @@ class TickerPool:
             return
         if isinstance(message, dict) and message.get("type") == "order" and message.get("data"):
             metrics.ORDER_UPDATES.labels(account_id=conn.account_id).inc()
-            self._orders.put((conn.account_id, message["data"]))
+            if self.on_order_update is not None:
+                self._callbacks.put((self.on_order_update, (conn.account_id, message["data"])))
 
     def _on_close(self, conn: PooledConnection, code, reason) -> None:
         conn.connected = False
         if not conn.closing:
             log.warning("ticker %s closed: %s %s", conn.slot, code, reason)
+            if self.on_session_dead is not None and is_session_refusal(code, reason):
+                self._session_refused(conn, str(reason or f"closed with code {code}"))
         self._export_gauges()
+
+    def _session_refused(self, conn: PooledConnection, reason: str) -> None:
+        # Retrying a dead token only collects more 403s; the owner decides what replaces it.
+        conn.refused = True
+        conn.restart_at = None
+        conn.ticker.stop_retry()
+        key = (conn.account_id, conn.access_token)
+        if key in self._refused_tokens:
+            return  # another connection of the same token already reported it
+        self._refused_tokens.add(key)
+        log.warning("ticker %s: the broker refused the account's access token (%s)", conn.slot, reason)
+        self._callbacks.put((self.on_session_dead, (conn.account_id, conn.access_token, reason)))
 
     def _on_error(self, conn: PooledConnection, code, reason) -> None:
         if not conn.closing:
             log.warning("ticker %s error: %s %s", conn.slot, code, reason)
 
     def _on_noreconnect(self, conn: PooledConnection) -> None:
-        if not conn.closing:
+        if not conn.closing and not conn.refused:
             log.error("ticker %s: KiteTicker gave up reconnecting; the pool takes over", conn.slot)
             self._schedule_restart(conn)
 
@@ -351,7 +417,7 @@ class TickerPool:
     def _watch(self) -> None:
         now = time.monotonic()
         for conn in list(self._conns.values()):
-            if conn.closing:
+            if conn.closing or conn.refused:
                 continue
             if conn.connected and now - conn.last_message_at > self.silence_timeout_s:
                 log.warning("ticker %s silent for %.1fs: reconnecting", conn.slot, now - conn.last_message_at)
@@ -383,11 +449,7 @@ class TickerPool:
             counts[key] = counts.get(key, 0) + 1
         for (account, state), n in counts.items():
             metrics.POOL_CONNECTIONS.labels(account_id=account, state=state).set(n)
-        with self._lock:
-            per_account: dict[str, int] = {a: 0 for a in self._accounts}
-            for (account, _), tokens in self._plan.slots.items():
-                per_account[account] = per_account.get(account, 0) + len(tokens)
-        for account, n in per_account.items():
+        for account, n in self.load_by_account().items():
             metrics.POOL_SUBSCRIBED.labels(account_id=account).set(n)
 
     def _guard(self, fn, *args) -> None:
@@ -397,18 +459,24 @@ class TickerPool:
         except Exception:
             log.exception("stream pool callback %s failed", getattr(fn, "__name__", fn))
 
-    # -- order updates (own thread: the callback may touch the database) ----
-    def _dispatch_orders(self) -> None:
+    # -- order updates and dead sessions (own thread: callbacks may touch the database) ----
+    def _dispatch_callbacks(self) -> None:
         while True:
-            item = self._orders.get()
+            item = self._callbacks.get()
             if item is None:
                 return
-            if self.on_order_update is None:
-                continue
+            callback, args = item
             try:
-                self.on_order_update(*item)
+                callback(*args)
             except Exception:
-                log.exception("on_order_update failed for %s", item[0])
+                log.exception("%s failed for %s", getattr(callback, "__name__", callback), args[0])
+
+
+def _per_account(plan: SubscriptionPlan) -> dict[str, int]:
+    totals = {account: 0 for account in plan.accounts}
+    for (account, _), tokens in plan.slots.items():
+        totals[account] = totals.get(account, 0) + len(tokens)
+    return totals
 
 
 def _factory_gave_up(ticker: KiteTicker) -> bool:

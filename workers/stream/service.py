@@ -2,12 +2,20 @@
 
     LeaseKeeper ──gained/lost──▶ TickerPool ──frames──▶ FramePump ─▶ TickBatcher ─▶ RedisPublisher
         ▲                            ▲  order messages ──▶ app.orders.reconciliation.apply_broker_update
-        │ accounts (database)        │ subscriptions (database; `stream:control` wakes a reload)
+        │ accounts with a live       │  dead sessions ──▶ app.kite_session.state.mark_expired
+        │ Kite session (database)    │ subscriptions (database; `stream:control` wakes a reload)
 
 Several stream processes share the work: each holds a fair share of the accounts
 (leases in Redis) and subscribes the instruments assigned to its accounts, so no
 instrument is streamed twice. Assignment is deterministic from the sorted list
 of leased accounts, so every process computes the same split without talking.
+
+Kite ends every session around 06:00 IST. An account whose session died is dropped
+within a second or two and its instruments go to the accounts left: the pool sees the
+broker refuse the token (this process marks the session expired, and gives up the
+lease), or another process marked it and `session:{id}` on `stream:control` makes the
+lease keeper look again at once. A login announces itself the same way; the account is
+leased again and the pool hands it a fair share back.
 """
 from __future__ import annotations
 
@@ -25,10 +33,12 @@ from app import greeks
 from app.accounts import credentials
 from app.core.config import Settings, get_settings
 from app.core.db import new_session
+from app.kite_session.state import ACTIVE, mark_expired, state_of, streaming_account_ids
 from app.market.instruments import option_underlyings, registry, underlying_instruments
 from app.models import Account, Subscription
 from app.core.redis_client import get_redis
 from app.market.subscriptions import CONTROL_CHANNEL
+from workers.stream import metrics
 from workers.stream.batcher import TickBatcher
 from workers.stream.enrich import GreeksEnricher
 from workers.stream.instruments import InstrumentBook, OptionMeta, UnderlyingTokens
@@ -43,6 +53,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_KEY = "stream:heartbeat:{holder}"
 HEARTBEAT_TTL_S = 10
 RELOAD_EVERY_S = 5.0  # subscriptions are re-read this often even without a wake-up
+SESSION_MESSAGE_PREFIX = b"session:"  # app.kite_session.announce: a session died or a login happened
 
 
 def build_book() -> InstrumentBook:
@@ -92,6 +103,7 @@ class StreamService:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._book_version: tuple | None = None
+        self._unassigned_reported = 0
         self.publisher = RedisPublisher.from_url(self.settings.redis_url)
         self.batcher = TickBatcher(
             self.publisher, build_book(),
@@ -99,10 +111,11 @@ class StreamService:
             window_ms=self.settings.tick_batch_window_ms, max_size=self.settings.tick_batch_max_size)
         self.pool = TickerPool(self.settings.kite_ws_root, max_ws_connections=self.settings.max_ws_connections,
                                max_instruments_per_ws=self.settings.max_instruments_per_ws,
-                               on_order_update=self._on_order_update)
+                               on_order_update=self._on_order_update, on_session_dead=self._on_session_dead)
         self.pump = FramePump(self.pool.frames, self.batcher)
         self.leases = AccountLeases(get_redis(), holder_id=self.holder_id)
-        self.keeper = LeaseKeeper(self.leases, self._streaming_accounts, self._gained, self._lost)
+        self.keeper = LeaseKeeper(self.leases, streaming_account_ids, self._gained, self._lost,
+                                  on_changed=self._reload.set)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "StreamService":
@@ -146,23 +159,45 @@ class StreamService:
             pass
 
     # ---- accounts ------------------------------------------------------------------------------
-    @staticmethod
-    def _streaming_accounts() -> list[str]:
-        with new_session() as session:
-            return list(session.scalars(select(Account.id).where(
-                Account.active.is_(True), Account.access_token_enc.is_not(None))))
-
     def _gained(self, account_id: str) -> None:
-        with new_session() as session:
-            creds = credentials(session.get(Account, account_id))
+        creds = self._live_credentials(account_id)
+        if creds is None:  # its session ended since the accounts were listed
+            self.keeper.drop(account_id)
+            return
         self.pool.add_account(account_id, creds.api_key, creds.access_token)
         log.info("account leased", extra={"account_id": account_id, "holder": self.holder_id})
-        self._reload.set()
 
     def _lost(self, account_id: str) -> None:
         self.pool.remove_account(account_id)
         log.info("account lease lost", extra={"account_id": account_id, "holder": self.holder_id})
-        self._reload.set()
+
+    def _on_session_dead(self, account_id: str, access_token: str, reason: str) -> None:
+        """The broker refused the token a connection of the account used (pool callback thread)."""
+        try:
+            if not mark_expired(account_id, reason, "stream", access_token=access_token):
+                newer = self._live_credentials(account_id)
+                if newer is not None and newer.access_token != access_token:
+                    # A login replaced the token meanwhile: carry on with the new one (if the
+                    # account is still ours: a lease given up meanwhile is not streamed).
+                    self.keeper.if_held(account_id, lambda: self.pool.add_account(
+                        account_id, newer.api_key, newer.access_token))
+                    log.info("account's refused token was replaced; reconnecting with the new one",
+                             extra={"account_id": account_id})
+                    return
+        except Exception:  # no database: still no reconnecting with a dead token
+            log.warning("dead session not recorded", exc_info=True, extra={"account_id": account_id})
+        log.warning("account's Kite session is dead; its instruments move to the other accounts",
+                    extra={"account_id": account_id, "reason": reason[:200]})
+        self.keeper.drop(account_id)  # gives up the lease: _lost takes it out of the pool
+
+    @staticmethod
+    def _live_credentials(account_id: str):
+        """The account's credentials while its session is live, else None."""
+        with new_session() as session:
+            account = session.get(Account, account_id)
+            if account is None or not account.active or state_of(account) != ACTIVE:
+                return None
+            return credentials(account)
 
     @staticmethod
     def _on_order_update(account_id: str, order: dict) -> None:
@@ -182,16 +217,30 @@ class StreamService:
             with new_session() as session:
                 tokens = {s.instrument_token: (s.requested_mode.lower(), s.account_id)
                           for s in session.scalars(select(Subscription))}
-            desired = assign(tokens, self._leased_accounts(), set(self.pool.accounts()))
+            leased = self._leased_accounts()
+            desired = assign(tokens, leased, set(self.pool.accounts()))
+            left_out = 0
             try:
                 self.pool.set_subscriptions(desired)
             except CapacityExceeded as exc:  # the API refuses this; only a lost account gets here
                 fits = dict(sorted(desired.items())[: exc.capacity])
-                log.error("subscriptions exceed capacity; streaming what fits",
-                          extra={"requested": exc.requested, "capacity": exc.capacity})
+                left_out = len(desired) - len(fits)
                 self.pool.set_subscriptions(fits)
+            # With no account leased anywhere nobody streams anything: every process says so.
+            self._report_unassigned(len(tokens) if not leased else self.pool.unassigned() + left_out)
         except Exception:  # a database or Redis outage: keep streaming what we have, retry soon
             log.warning("subscriptions not refreshed", exc_info=True)
+
+    def _report_unassigned(self, count: int) -> None:
+        metrics.INSTRUMENTS_UNASSIGNED.set(count)
+        if count and count != self._unassigned_reported:
+            log.error("%d subscribed instruments get no ticks: no streaming account has room for them "
+                      "(a dead Kite session? log the account in again, or add an account)", count,
+                      extra={"unassigned": count, "accounts": self.pool.accounts(),
+                             "capacity": self.pool.capacity().total})
+        elif not count and self._unassigned_reported:
+            log.info("every subscribed instrument has an account again")
+        self._unassigned_reported = count
 
     def _refresh_book(self) -> None:
         instruments = registry()
@@ -210,6 +259,8 @@ class StreamService:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message:
+                        if _is_session_message(message.get("data")):
+                            self.keeper.wake()  # an account died or logged in: look at the leases now
                         self._reload.set()
             except Exception:
                 log.warning("control channel lost; retrying", exc_info=True)
@@ -217,8 +268,15 @@ class StreamService:
 
     def _heartbeat(self) -> None:
         status = {"holder": self.holder_id, "accounts": self.pool.accounts(),
-                  "subscriptions": len(self.pool.subscriptions()), "at": time.time()}
+                  "subscriptions": len(self.pool.subscriptions()), "per_account": self.pool.load_by_account(),
+                  "unassigned": self._unassigned_reported, "at": time.time()}
         try:
             get_redis().set(HEARTBEAT_KEY.format(holder=self.holder_id), json.dumps(status), ex=HEARTBEAT_TTL_S)
         except Exception:
             log.warning("heartbeat not written", exc_info=True)
+
+
+def _is_session_message(data) -> bool:
+    if isinstance(data, str):
+        data = data.encode()
+    return isinstance(data, bytes) and data.startswith(SESSION_MESSAGE_PREFIX)

@@ -43,7 +43,8 @@ TASK_OPTIONS = dict(bind=True, acks_late=True, reject_on_worker_lost=True)
 @celery_app.task(name=PLACE_LEG, max_retries=None, **TASK_OPTIONS)
 def place_leg(self, order_id: str, account_id: str) -> dict:
     """One leg through the single-order exactly-once path, with the batch's shorter budget."""
-    outcome = submit_order(order_id, max_attempts=LEG_MAX_ATTEMPTS, account_id=account_id)
+    outcome = submit_order(order_id, max_attempts=LEG_MAX_ATTEMPTS, account_id=account_id,
+                           hold_when_session_dead=False)  # a batch does not wait for a login: it rolls back
     if outcome.action in ("retry", "defer"):
         raise self.retry(countdown=min(outcome.countdown, LEG_RETRY_CAP_S))
     settlement.await_verdict(order_id, account_id)

@@ -1,11 +1,12 @@
 // REST calls with the trader's key in the X-API-Key header (never in the URL).
 
 export class ApiError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, plain) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.plain = plain || message; // the server's own words, without the flattened details
   }
 }
 
@@ -35,11 +36,12 @@ export class Api {
     if (!response.ok) {
       const e = data && data.error ? data.error : {};
       let message = e.message || `${method} ${path}: HTTP ${response.status}`;
-      if (e.details && typeof e.details === "object") {
+      // A dead Kite session says all in its message (its details: the session, for the page to show).
+      if (e.details && typeof e.details === "object" && e.code !== "session_expired") {
         const flat = flattenDetails(e.details);
         if (flat) message += ` (${flat})`;
       }
-      throw new ApiError(response.status, e.code || "http_error", message, e.details);
+      throw new ApiError(response.status, e.code || "http_error", message, e.details, e.message);
     }
     return data;
   }

@@ -57,19 +57,22 @@ export class Blotter {
       this.onSeq(this.seq);
       // The snapshot holds working orders only; fetch the recent finished ones too.
       this.resync();
-    } else if (message.type === "order_update") {
+    } else if (message.type === "order_update" || message.type === "session") {
+      // A session message (the account's Kite session expired, or a login) is numbered in the same
+      // sequence as the order updates: it counts for gaps, and carries no order.
+      const isOrder = message.type === "order_update";
       const seq = message.seq;
       if (typeof seq === "number" && this.seq !== null) {
         if (seq <= this.seq) {
           // Workers publish concurrently, so a lower seq may come late: take it if it was missing.
-          if (this.missing.delete(seq) && message.data) this.merge(message.data);
+          if (this.missing.delete(seq) && isOrder && message.data) this.merge(message.data);
           return;
         }
         if (seq > this.seq + 1) this.noteGap(this.seq + 1, seq - 1);
       }
       if (typeof seq === "number") this.seq = seq;
       this.onSeq(this.seq);
-      if (message.data) this.merge(message.data);
+      if (isOrder && message.data) this.merge(message.data);
     } else if (message.type === "resync") {
       this.resync();
     }

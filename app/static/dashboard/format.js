@@ -42,3 +42,20 @@ export function el(tag, className, text) {
   if (text !== undefined && text !== null) node.textContent = text;
   return node;
 }
+
+/** A moment as a time of day, with the date when it is not today (local time). */
+export function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "—";
+  const clock = d.toLocaleTimeString("en-GB", { hour12: false });
+  if (d.toDateString() === new Date().toDateString()) return clock;
+  return `${d.toLocaleDateString("en-GB", { day: "2-digit", month: "short" })} ${clock}`;
+}
+
+/** Seconds as h:mm:ss (a countdown). */
+export function duration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+}

@@ -1,6 +1,7 @@
-// Wires the dashboard together: key and account, the chain and its tick socket,
-// the blotter and its order socket, the strategy builder.
+// Wires the dashboard together: key and account, the accounts panel (Kite sessions), the chain
+// and its tick socket, the blotter and its order socket, the strategy builder.
 
+import { AccountsPanel } from "./accounts.js";
 import { Api, qs } from "./api.js";
 import { Blotter, DeadLetters } from "./blotter.js";
 import { OptionChain } from "./chain.js";
@@ -142,17 +143,33 @@ const deadLetters = new DeadLetters({
 const orders = new LiveSocket(
   () => (state.key && state.account ? wsUrl(`/ws/orders/${encodeURIComponent(state.account)}`, { api_key: state.key }) : null),
   {
-    onMessage: (message) => blotter.handle(message),
-    onOpen: () => deadLetters.load(),
+    onMessage: (message) => {
+      blotter.handle(message); // session messages share the account's seq
+      if (message.type === "session") accounts.sessionMessage(message);
+    },
+    onOpen: () => {
+      deadLetters.load();
+      if (orders.openedBefore) accounts.refresh(); // a session may have changed while the socket was down
+      orders.openedBefore = true;
+    },
     onState: (s, detail) => showState("orders-state", s, detail),
   },
 );
 $("orders-refresh").addEventListener("click", () => blotter.resync());
 $("dead-refresh").addEventListener("click", () => deadLetters.load());
 
+// ---- accounts and their Kite sessions ----------------------------------------------
+const accounts = new AccountsPanel({
+  api, toast,
+  dom: { body: $("accounts-body"), empty: $("accounts-empty"), count: $("accounts-count"), note: $("accounts-note") },
+  onSession: (account) => { if (account === state.account) strategy.sessionChanged(); },
+  onPick: (account) => { if (account !== state.account) selectAccount(account); },
+});
+$("accounts-refresh").addEventListener("click", () => accounts.refresh());
+
 async function loadAccounts() {
-  const accounts = await api.get("/accounts");
-  const ids = accounts.map((a) => a.account_id);
+  const list = await accounts.load();
+  const ids = list.map((a) => a.account_id);
   const select = $("account");
   select.replaceChildren(...ids.map((id) => el("option", "", id)));
   const saved = store.get("account");
@@ -164,6 +181,7 @@ function selectAccount(account) {
   state.account = account;
   $("account").value = account || "";
   if (account) store.set("account", account);
+  accounts.select(account);
   blotter.reset(account);
   deadLetters.account = account;
   strategy.accountChanged();
@@ -176,12 +194,18 @@ const strategy = new StrategyBuilder({
   api, chain, toast,
   account: () => state.account,
   orderRecord: (id) => blotter.orders.get(id),
+  session: () => accounts.sessionOf(state.account),
+  login: (account, button) => accounts.login(account, button),
+  onRefused: (details, account) => {
+    if (details.session) accounts.applySession(details.account_id || account, details.session);
+    accounts.scheduleRefresh();
+  },
   dom: {
     presets: $("presets"), clear: $("legs-clear"), orderType: $("order-type"), product: $("product"),
     side: $("preset-side"), width: $("preset-width"), lots: $("preset-lots"),
     legsBody: $("legs-body"), legsEmpty: $("legs-empty"), legsTable: $("legs-body").closest("table"),
     premium: $("net-premium"), delta: $("net-delta"), gamma: $("net-gamma"), theta: $("net-theta"), vega: $("net-vega"),
-    totals: $("totals"), submit: $("submit-batch"),
+    totals: $("totals"), submit: $("submit-batch"), sessionNote: $("ticket-session"),
     batch: $("batch"), batchId: $("batch-id"), batchStatus: $("batch-status"), batchLegs: $("batch-legs"),
     rollbackWrap: $("batch-rollback-wrap"), rollback: $("batch-rollback"),
   },
@@ -192,16 +216,40 @@ async function connect() {
   ticks.stop();
   orders.stop();
   state.subscribed.clear();
-  if (!state.key) { chain.clear("Enter an API key to load the chain."); return; }
+  if (!state.key) { accounts.clear(); chain.clear("Enter an API key to load the chain."); return; }
   try {
     await loadAccounts();
-    await loadUnderlyings();
   } catch (err) {
+    accounts.clear();
     chain.clear(err.status === 401 ? "That API key was refused." : `Cannot load: ${err.message}`);
     toast(err.status === 401 ? "API key refused" : err.message);
     return;
   }
+  confirmLogin();
+  try {
+    await loadUnderlyings();
+  } catch (err) {
+    chain.clear(`Cannot load: ${err.message}`);
+    toast(err.message);
+    return;
+  }
   await reloadChain();
+}
+
+/** Back from Kite's login (the callback sends the browser to /dashboard?logged_in=ACCOUNT): say
+ *  so once, and take the parameter out of the address so a reload does not say it again. */
+let loginChecked = false;
+function confirmLogin() {
+  if (loginChecked) return;
+  loginChecked = true;
+  const params = new URLSearchParams(location.search);
+  const loggedIn = params.get("logged_in");
+  accounts.confirmLogin(loggedIn);
+  if (params.has("logged_in")) {
+    params.delete("logged_in");
+    const search = params.toString();
+    history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${location.hash}`);
+  }
 }
 
 $("api-key").value = state.key;
@@ -221,5 +269,5 @@ $("key-forget").addEventListener("click", () => {
 });
 
 // Read-only handles for debugging from the console.
-window.dashboard = { chain, blotter, strategy, ticks, orders };
+window.dashboard = { chain, blotter, strategy, ticks, orders, accounts };
 connect();

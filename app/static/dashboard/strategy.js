@@ -1,7 +1,9 @@
 // Strategy builder: legs picked from the chain or from presets, net premium and
 // Greeks of the basket from the live chain, submitted as one batch with rollback,
-// then watched until every leg (and any rollback action) has settled.
+// then watched until every leg (and any rollback action) has settled. An account whose
+// Kite session is not active cannot submit: the ticket says why, with the login button.
 
+import { ACTIVE, cannotTrade } from "./accounts.js";
 import { el, num, signed } from "./format.js";
 
 export const FINAL_BATCH = new Set(["COMPLETED", "PARTIAL", "ROLLED_BACK", "ROLLBACK_FAILED"]);
@@ -22,13 +24,18 @@ function roundTick(price, tick = 0.05) {
 }
 
 export class StrategyBuilder {
-  constructor({ api, chain, dom, toast, account, orderRecord }) {
+  constructor({ api, chain, dom, toast, account, orderRecord, session, login, onRefused }) {
     this.api = api;
     this.chain = chain;
     this.dom = dom;
     this.toast = toast;
     this.account = account; // () => account id
     this.orderRecord = orderRecord; // (order id) => blotter record or undefined
+    this.session = session || (() => null); // () => the account's session view (null: not known)
+    this.login = login || (() => {}); // (account id, button) => off to Kite's login page
+    this.onRefused = onRefused || (() => {}); // (409 details, account id): the service said the session is dead
+    this.refused = null; // {account, message, at}: a 409 session_expired, until the session is active again
+    this.noteKey = null;
     this.legs = [];
     this.batch = null;
     this.pollTimer = null;
@@ -173,12 +180,48 @@ export class StrategyBuilder {
     set(d.theta, totals.theta, 2);
     set(d.vega, totals.vega, 2);
     d.totals.title = complete ? "" : "some legs have no live price or Greeks yet";
-    d.submit.disabled = this.submitting || !this.legs.length || !this.account();
+    const blocked = this.blocked();
+    d.submit.disabled = this.submitting || !this.legs.length || !this.account() || blocked !== null;
+    this.renderSessionNote(blocked);
+  }
+
+  /** Why the selected account cannot trade now (null: it can, as far as the page knows). */
+  blocked() {
+    const account = this.account();
+    const view = this.session();
+    const refused = this.refused;
+    if (refused && refused.account === account) {
+      // Until the service shows the session active again (a view received after the refusal).
+      if (!(view && view.state === ACTIVE && view.receivedAt > refused.at)) return refused.message;
+      this.refused = null;
+    }
+    return cannotTrade(account, view);
+  }
+
+  renderSessionNote(blocked) {
+    const note = this.dom.sessionNote;
+    const account = this.account();
+    const key = blocked === null ? null : `${account}|${blocked}`;
+    if (key === this.noteKey) return; // refresh() runs on every tick frame: rebuild only on a change
+    this.noteKey = key;
+    note.hidden = blocked === null;
+    if (blocked === null) { note.replaceChildren(); return; }
+    const text = el("span", "why", blocked);
+    text.title = blocked;
+    const login = el("button", "login urgent", "Log in to Kite");
+    login.type = "button";
+    login.addEventListener("click", () => this.login(account, login));
+    note.replaceChildren(text, login);
+  }
+
+  /** The selected account's session changed (or was read again). */
+  sessionChanged() {
+    this.refresh();
   }
 
   async submit() {
     const account = this.account();
-    if (!account || !this.legs.length) return;
+    if (!account || !this.legs.length || this.blocked() !== null) return;
     const orderType = this.dom.orderType.value;
     const product = this.dom.product.value;
     const legs = this.legs.map((leg) => {
@@ -197,7 +240,13 @@ export class StrategyBuilder {
         { legs, rollback_on_failure: true, wait: 0 });
       this.watch(batch, legs);
     } catch (err) {
-      this.toast(`batch refused: ${err.message}`);
+      if (err.status === 409 && err.code === "session_expired") {
+        this.refused = { account, message: err.plain, at: Date.now() };
+        this.onRefused(err.details || {}, account);
+        this.toast(`batch refused: ${err.plain}`);
+      } else {
+        this.toast(`batch refused: ${err.message}`);
+      }
     } finally {
       this.submitting = false;
       this.refresh();
@@ -291,6 +340,7 @@ export class StrategyBuilder {
 
   accountChanged() {
     clearTimeout(this.pollTimer);
+    this.refused = null;
     this.batch = null;
     this.renderBatch();
     this.refresh();

@@ -7,6 +7,7 @@ def blueprints():
     from app.web.api.dashboard import blp as dashboard
     from app.web.api.health import blp as health
     from app.web.api.instruments import blp as instruments
+    from app.web.api.kite_login import blp as kite_login
     from app.web.api.market import blp as market
     from app.web.api.orders import blp as orders
     from app.web.api.postback import blp as postback
@@ -15,4 +16,4 @@ def blueprints():
     from app.web.api.webhooks import blp as webhooks
     from app.realtime.routes import blp as websockets
 
-    return [health, accounts, batches, instruments, market, subscriptions, ws_status, websockets, webhooks, orders, postback, dashboard]
+    return [health, accounts, kite_login, batches, instruments, market, subscriptions, ws_status, websockets, webhooks, orders, postback, dashboard]

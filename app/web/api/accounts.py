@@ -1,4 +1,5 @@
-"""Accounts: admin registration, listing, egress, and the Kite login (request_token → access token)."""
+"""Accounts: admin registration, listing, egress, and the Kite login by hand (request_token → access token);
+the one-click login is app.web.api.kite_login."""
 from kiteconnect import exceptions as kite_errors
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -7,6 +8,8 @@ from app.web.auth import authenticate, require_account, require_admin
 from app.broker.client import exchange_request_token
 from app.broker.egress import Egress, InvalidEgress, checked_proxy_url, checked_source_address
 from app.core.db import session_scope
+from app.kite_session.announce import session_started
+from app.kite_session.state import session_view
 from app.orders.budget import budget_views
 from app.web.blueprint import Blueprint
 from app.web.errors import ApiError
@@ -85,11 +88,24 @@ class OrderBudgetSchema(Schema):
     resets_at = fields.String(metadata={"description": "the next midnight IST (UTC ISO-8601)"})
 
 
+class KiteSessionSchema(Schema):
+    """The account's Kite session (app.kite_session.state): tokens die at 06:00 IST every day."""
+
+    state = fields.String(metadata={"description": "active | expired | missing (never logged in)"})
+    login_at = fields.String(allow_none=True)
+    expires_at = fields.String(allow_none=True, metadata={"description": "active: the next 06:00 IST"})
+    expires_in_s = fields.Integer(allow_none=True)
+    expired_at = fields.String(allow_none=True, metadata={"description": "expired: when"})
+    reason = fields.String(allow_none=True, metadata={"description": "expired: what said so"})
+    login_url = fields.String(metadata={"description": "GET it to log in again (redirects to Kite)"})
+
+
 class AccountSchema(Schema):
     account_id = fields.String()
     api_key = fields.String()
     broker_user_id = fields.String(allow_none=True)
     has_access_token = fields.Boolean()
+    session = fields.Nested(KiteSessionSchema)
     active = fields.Boolean()
     egress = fields.Nested(EgressViewSchema, allow_none=True)
     created_at = fields.String()
@@ -105,6 +121,7 @@ class SessionSchema(Schema):
     account_id = fields.String()
     broker_user_id = fields.String(allow_none=True)
     login_time = fields.String(allow_none=True)
+    session = fields.Nested(KiteSessionSchema)
 
 
 @blp.route("/accounts", methods=["POST"])
@@ -177,8 +194,10 @@ def create_session(body, account_id):
     except Exception as exc:  # transport failures of the requests library
         raise ApiError(503, f"broker unreachable: {type(exc).__name__}", "broker_unavailable")
     with session_scope() as session:
-        account_service.set_access_token(session, account_id, data["access_token"], data.get("user_id"))
+        account = account_service.set_access_token(session, account_id, data["access_token"], data.get("user_id"))
+        view = session_view(account)
+    session_started(account_id, view)  # announced, and the orders held meanwhile go out
     request_refresh()
     login_time = data.get("login_time")
-    return {"account_id": account_id, "broker_user_id": data.get("user_id"),
+    return {"account_id": account_id, "broker_user_id": data.get("user_id"), "session": view,
             "login_time": login_time.isoformat() if hasattr(login_time, "isoformat") else login_time}

@@ -14,6 +14,9 @@ class HealthSchema(Schema):
     egress = fields.Dict(keys=fields.String(), metadata={
         "description": "per active account, how its order requests leave: {source_address} or {proxy} "
                        "(credentials masked); null: the default route"})
+    sessions = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
+        "description": "per active account, its Kite session: state (active | expired | missing), expires_at, "
+                       "expired_at and reason, login_url"})
 
 
 @blp.route("/health")

@@ -69,3 +69,36 @@ def test_lease_keeper_thread_reports_gains(redis_url):
         time.sleep(0.05)
     keeper.stop()
     assert sorted(gained) == ["x", "y"]
+
+
+def test_wake_runs_a_round_at_once_and_drop_gives_an_account_up(redis_url):
+    """A session that died elsewhere (`wake`) or under the stream's own sockets (`drop`) costs its
+    account the lease at once, not at the next renewal."""
+    listed, gained, lost, rounds = ["x", "y"], [], [], []
+    keeper = LeaseKeeper(leases(redis_url, "W", ttl_s=60, renew_every_s=30), lambda: list(listed),
+                         gained.append, lost.append, on_changed=lambda: rounds.append(len(gained + lost))).start()
+    try:
+        deadline = time.monotonic() + 3
+        while len(gained) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(gained) == ["x", "y"]
+        assert rounds == [2]  # one call after the round, not one per account
+        listed.remove("y")  # its session expired: no longer a streaming account
+        keeper.wake()
+        deadline = time.monotonic() + 1
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lost == ["y"] and keeper.leases.holder_of("y") is None
+
+        keeper.drop("x")
+        assert lost == ["y", "x"] and keeper.leases.holder_of("x") is None and keeper.leases.held == {}
+        keeper.drop("x")  # not held any more: nothing to report
+        assert lost == ["y", "x"] and rounds == [2, 3, 4]
+        keeper.wake()  # still listed (say a login came meanwhile): taken again
+        deadline = time.monotonic() + 1
+        while gained.count("x") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gained == ["x", "y", "x"]
+        assert keeper.leases.holder_of("x") == "W"
+    finally:
+        keeper.stop()

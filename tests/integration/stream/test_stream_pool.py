@@ -171,3 +171,60 @@ def test_capacity_and_9000_instruments_over_3_connections(pool, broker, instrume
                     == [(True, 3000)] * 3, 15)
     assert set(collect(p, 15, until=lambda s: set(real) <= set(s))) == set(real)
     assert broker.state()["ticker"]["connections"][key] == 3
+
+
+def test_a_logged_out_token_is_reported_once_and_never_retried(pool, broker, instruments):
+    """Logout closes the token's sockets (1008): the pool reports the dead session once, stops
+    reconnecting with that token, and streams again once it is given a new one."""
+    dead = queue.Queue()
+    p = pool(on_session_dead=lambda *args: dead.put(args), watchdog_interval_s=0.5)
+    account, key = new_account(p)
+    token = f"token{key[3:]}"
+    tokens = [i["instrument_token"] for i in instruments][:30]
+    p.subscribe(tokens, "ltp")
+    assert collect(p, 10, until=lambda s: set(tokens) <= set(s))
+    assert wait_for(lambda: [c["connected"] for c in p.status()["connections"]] == [True] * 3, 10)
+
+    KiteConnect(key, access_token=token, root=broker.root).invalidate_access_token()
+    got_account, got_token, reason = dead.get(timeout=10)
+    assert (got_account, got_token) == (account, token) and "Session expired" in reason
+    assert wait_for(lambda: all(c["refused"] and not c["connected"] for c in p.status()["connections"]), 5)
+    refused = broker.state()["ticker"]["refused"]
+    time.sleep(3)  # KiteTicker would have retried within a second or two
+    assert broker.state()["ticker"]["refused"] == refused, "reconnected with a dead token"
+    assert dead.empty()  # three sockets, one report
+
+    p.add_account(account, key, f"{token}-relogged")  # a login: new credentials, same account
+    drain(p)
+    assert set(collect(p, 15, until=lambda s: set(tokens) <= set(s))) == set(tokens)
+    assert [(c["connected"], c["refused"]) for c in p.status()["connections"]] == [(True, False)] * 3
+
+
+def test_a_handshake_refused_with_403_is_a_dead_session_too(pool, broker, instruments):
+    dead = queue.Queue()
+    p = pool(on_session_dead=lambda *args: dead.put(args))
+    kite = KiteConnect("key-ended", access_token="token-ended", root=broker.root)
+    kite.invalidate_access_token()  # a token that ended before the stream ever used it
+    p.add_account("ended", "key-ended", "token-ended")
+    p.subscribe([i["instrument_token"] for i in instruments][:3], "ltp")
+    account, token, reason = dead.get(timeout=10)
+    assert (account, token) == ("ended", "token-ended") and "403" in reason
+    time.sleep(1)
+    assert dead.empty()
+
+
+def test_a_new_account_takes_a_fair_share_from_the_busy_one(pool, broker, instruments):
+    p = pool()
+    _, key_a = new_account(p)
+    tokens = [i["instrument_token"] for i in instruments][:60]
+    p.set_subscriptions({t: "ltp" for t in tokens})
+    assert wait_for(lambda: sum(broker.state()["ticker"]["subscriptions"].get(key_a, [])) == 60, 10)
+    _, key_b = new_account(p)
+
+    def carried():
+        subs = broker.state()["ticker"]["subscriptions"]
+        return sum(subs.get(key_a, [])), sum(subs.get(key_b, []))
+
+    assert wait_for(carried, 10, until=lambda loads: loads == (30, 30))
+    drain(p)
+    assert set(collect(p, 10, until=lambda s: set(tokens) <= set(s))) == set(tokens)

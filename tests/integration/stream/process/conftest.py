@@ -59,3 +59,15 @@ def stream(broker_env, accounts, instruments, subscribed):
     process = StreamProcess().start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def live_sessions(paper_broker, accounts):
+    """Both paper accounts start with their own live token (an earlier test may have ended one);
+    the one a test logs out (`kite_sessions.ENDING`) gets its own back afterwards: later tests use it."""
+    from tests.integration.stream.process.kite_sessions import ENDING, KEEPING, log_in
+
+    for account_id in (KEEPING, ENDING):
+        log_in(paper_broker, accounts, account_id, accounts[account_id]["access_token"])
+    yield
+    log_in(paper_broker, accounts, ENDING, accounts[ENDING]["access_token"])
