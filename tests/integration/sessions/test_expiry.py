@@ -160,21 +160,30 @@ def test_a_token_replaced_by_a_newer_login_does_not_expire_the_session(session_a
 
 @pytest.fixture()
 def every_session_restored_afterwards(paper_broker):
-    """`expire_sessions` ends every session of the shared test broker: afterwards each account of the other
-    tests gets its token back at the broker, and in the service a live session again."""
+    """`expire_sessions` ends every session of the shared test broker: afterwards every account of the
+    other tests gets its token back at the broker and, if this test's expiry reached the service, a live
+    session there again."""
+    from app.models import utcnow
+
+    started = utcnow()
     yield
+    from sqlalchemy import select
+
     from app import accounts as account_service
     from app.core.db import session_scope
     from app.kite_session.announce import session_started
-    from app.kite_session.state import session_view
-    from tests.support.environment import BROKER_ACCOUNTS
+    from app.kite_session.state import EXPIRED, session_view, start_session
+    from app.models import Account
 
-    for account_id, creds in BROKER_ACCOUNTS.items():
-        paper_broker.add_account(creds["api_key"], creds["api_secret"], creds["access_token"])
-        with session_scope() as session:
-            account = account_service.set_access_token(session, account_id, creds["access_token"],
-                                                       account_service.get_account(session, account_id).broker_user_id)
-            view = session_view(account)
+    restarted = {}
+    with session_scope() as session:
+        for account in session.scalars(select(Account).where(Account.access_token_enc.is_not(None))):
+            paper_broker.add_account(account.api_key, access_token=account_service.credentials(account).access_token)
+            if account.session_status == EXPIRED and account.session_expired_at >= started:
+                start_session(account)
+                restarted[account.id] = account
+        views = {account_id: session_view(account) for account_id, account in restarted.items()}
+    for account_id, view in views.items():
         session_started(account_id, view)
 
 
