@@ -187,9 +187,9 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
     """One attempt of the exactly-once placement of `order_id` (see the module docstring).
 
     While the account's Kite session is dead the order is held (app.kite_session.held_orders): left
-    QUEUED and unsent until a login, never retried into the dead-letter queue. A batch leg passes
-    `hold_when_session_dead=False`: a batch must not wait for a person, so its leg is rejected and the
-    batch rolls back."""
+    QUEUED and unsent until a login, never retried into the dead-letter queue. A batch leg and a rollback
+    reversal pass `hold_when_session_dead=False`: a batch must not wait for a person, so its leg is
+    rejected and the batch rolls back; a reversal reported failed must not fill later."""
     settings = get_settings()
     max_attempts = max_attempts or settings.order_max_attempts
     lease_s = submission_lease_s(settings)

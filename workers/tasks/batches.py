@@ -86,7 +86,8 @@ def rollback_leg(self, action_id: int) -> dict:
     """Cancel or reverse one placed leg; the reversal goes through the exactly-once path."""
     try:
         step, reversal_id = settlement.prepare_rollback(action_id)
-        outcome = submit_order(reversal_id) if step == "reverse" else None
+        # Not held for a login either: a rollback reported failed must not fill hours later.
+        outcome = submit_order(reversal_id, hold_when_session_dead=False) if step == "reverse" else None
     except Exception as exc:
         # Redis, the database or the broker went away (a restart, a 503): preparing is idempotent and the
         # exactly-once path makes another attempt safe, so a rollback does not give up on a blip.
