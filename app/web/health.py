@@ -6,7 +6,7 @@ session, stream silent while subscriptions exist, no instrument registry yet) â€
 orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
 
-`sessions` shows each active account's Kite session (active until its 06:00 IST, expired since when and
+`sessions` (to a caller with a key: its accounts) shows each active account's Kite session (active until its 06:00 IST, expired since when and
 why, or missing) with its login URL; an expired one makes the broker check `down` (degraded).
 
 `egress` shows how each active account's order requests leave the service (its source
@@ -139,21 +139,22 @@ def _egress() -> dict[str, dict | None]:
         return {account.id: shown(account) for account in accounts}
 
 
-def _sessions() -> dict[str, dict]:
-    """Each active account's Kite session: state, expiry, and where to log in again."""
+def _sessions(may_see) -> dict[str, dict]:
+    """The Kite session (state, expiry, where to log in again) of each active account `may_see(id)`."""
     from app.kite_session.state import session_view
     from app.models import Account
 
     with new_session() as session:
         accounts = session.scalars(select(Account).where(Account.active.is_(True)).order_by(Account.id))
-        return {account.id: session_view(account) for account in accounts}
+        return {account.id: session_view(account) for account in accounts if may_see(account.id)}
 
 
 def _stream_heartbeats() -> list[str]:
     return [k.decode() for k in get_redis().scan_iter(STREAM_HEARTBEAT_PATTERN, count=100)]
 
 
-def report() -> tuple[dict, int]:
+def report(may_see=None) -> tuple[dict, int]:
+    """`may_see(account_id)`: the caller's key may see that account's session (None: no key, none shown)."""
     checks = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
     body: dict = {"checks": checks}
     critical_down = checks["database"]["status"] != "ok" or checks["redis"]["status"] != "ok"
@@ -170,7 +171,8 @@ def report() -> tuple[dict, int]:
             "dead_letter": counts.get("DEAD_LETTER", 0),
         }
         body["egress"] = _egress()
-        body["sessions"] = _sessions()
+        if may_see is not None:
+            body["sessions"] = _sessions(may_see)
     else:
         subscriptions = 0
 

@@ -1,6 +1,8 @@
 from marshmallow import Schema, fields
 
 from app.web import health as health_checks
+from app.web.auth import authenticate
+from app.web.errors import ApiError
 from app.web.blueprint import Blueprint
 
 blp = Blueprint("health", __name__, description="Service health")
@@ -15,7 +17,7 @@ class HealthSchema(Schema):
         "description": "per active account, how its order requests leave: {source_address} or {proxy} "
                        "(credentials masked); null: the default route"})
     sessions = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
-        "description": "per active account, its Kite session: state (active | expired | missing), expires_at, "
+        "description": "with a key, per active account it may use, its Kite session: state (active | expired | missing), expires_at, "
                        "expired_at and reason, login_url"})
 
 
@@ -24,5 +26,14 @@ class HealthSchema(Schema):
 @blp.alt_response(503, schema=HealthSchema, description="the database or Redis is down")
 @blp.doc(security=[])
 def health():
-    """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down."""
-    return health_checks.report()  # (body, status)
+    """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down. Open; with a key, also
+    the Kite sessions of the accounts the key may use."""
+    return health_checks.report(_accounts_visible_to_caller())  # (body, status)
+
+
+def _accounts_visible_to_caller():
+    """The open endpoint names no account's session without a valid key."""
+    try:
+        return authenticate().may_access
+    except ApiError:
+        return None

@@ -75,8 +75,9 @@ def test_a_dead_session_holds_queued_orders_refuses_new_ones_and_login_sends_the
     assert error["details"]["session"]["state"] == "expired"
 
     # Seen everywhere: /health, /metrics, the order stream, the webhook.
-    health = client.get("/health").get_json()
+    health = client.get("/health", headers=ADMIN).get_json()
     assert health["sessions"][account_id]["state"] == "expired"
+    assert "sessions" not in client.get("/health").get_json()  # the open endpoint names no session
     assert "session expired" in health["checks"]["broker"]["error"]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert f'kite_session_state{{account_id="{account_id}",state="expired"}} 1.0' in metrics
