@@ -2,7 +2,10 @@
 import os
 import tempfile
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# WEB_HOST: every interface unless set (a platform routes the public $PORT there); `make run` sets
+# 127.0.0.1, so a development stack is not on the network.
+_host, _port = os.environ.get("WEB_HOST", "").strip() or "0.0.0.0", os.environ.get("PORT", "5000")
+bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"  # an IPv6 address in brackets
 # gevent: each WebSocket is a greenlet, so one worker holds thousands of them.
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from app.core.config import INSTANCE_DIR, Settings, configure, get_settings
+from app.core.config import INSTANCE_DIR, Settings, configure, get_settings, require_credentials_key
 from app.core.validation import raw_request_has_nul
 
 log = logging.getLogger("app.access")
@@ -16,18 +16,20 @@ log = logging.getLogger("app.access")
 # Endpoints anyone may call: health, metrics, the API description, the dashboard,
 # the broker's postback (which carries its own checksum) and Kite's login redirect (its sealed state).
 PUBLIC_ENDPOINTS = {"health.health", "prometheus_metrics", "api-docs.openapi_json",
-                    "api-docs.openapi_swagger_ui", "static", "postback.kite_postback",
+                    "api_docs.page", "api_docs.asset", "static", "postback.kite_postback",
                     "dashboard.index", "dashboard.dashboard_page", "kite_login.kite_callback"}
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from app.web.auth import authenticate, parse_api_keys
-    from app.web import http_metrics
+    from app.web.jwt_auth import TokenVerifier
+    from app.web import api_docs, http_metrics
     from app.web.errors import ApiError, register_error_handlers
     from app.web.extensions import api, metrics, sock
     from app.core.logs import configure_logging, correlation_id
 
     settings = configure(settings) if settings else get_settings()
+    require_credentials_key()  # web and `flask` commands: a missing key stops them here, saying how to make one
     configure_logging(settings.log_level)
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
@@ -39,16 +41,21 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         SOCK_SERVER_OPTIONS={"ping_interval": 20},
-        API_SPEC_OPTIONS={"security": [{"ApiKeyAuth": []}]},  # open endpoints say security: []
+        # Either scheme will do; open endpoints say security: [].
+        API_SPEC_OPTIONS={"security": [{"ApiKeyAuth": []}, {"BearerAuth": []}]},
     )
     app.config.update(overrides)
     app.extensions["api_keys"] = parse_api_keys(settings.api_keys)
+    app.extensions["token_verifier"] = TokenVerifier.from_settings(settings)  # None: API keys only
 
     api.init_app(app)
+    app.register_blueprint(api_docs.blp)  # /docs: Swagger UI, every file from this origin (no CDN)
     api.spec.components.security_scheme("ApiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    api.spec.components.security_scheme("BearerAuth", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A JWT from your user service, accepted when the service has JWT_JWKS_URL (README, "
+                       "Authentication). WebSocket URLs may carry ?access_token= or ?api_key= instead."})
     sock.init_app(app)
     metrics.init_app(app)
     _register_service_metrics(metrics)
@@ -108,8 +115,9 @@ def _register_service_metrics(metrics) -> None:
 
 
 def _register_cli(app: Flask) -> None:
-    from app.cli import accounts_cli, db_cli, instruments_cli
+    from app.cli import accounts_cli, credentials_cli, db_cli, instruments_cli
 
     app.cli.add_command(accounts_cli)
+    app.cli.add_command(credentials_cli)
     app.cli.add_command(db_cli)
     app.cli.add_command(instruments_cli)

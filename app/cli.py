@@ -1,4 +1,4 @@
-"""`flask accounts …`, `flask db upgrade`, `flask instruments refresh`."""
+"""`flask accounts …`, `flask credentials rotate`, `flask db upgrade`, `flask instruments refresh`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 accounts_cli = AppGroup("accounts", help="Kite accounts (credentials stored encrypted).")
 db_cli = AppGroup("db", help="Schema migrations (Alembic).")
 instruments_cli = AppGroup("instruments", help="The instrument registry.")
+credentials_cli = AppGroup("credentials", help="CREDENTIALS_KEY, the keys of the stored secrets.")
 
 
 def _egress_option(ctx, param, value):
@@ -72,6 +73,20 @@ def list_accounts():
             egress = account_service.egress_of(account)
             route = f"\torders go {egress.describe()}" if egress else ""
             click.echo(f"{view['account_id']}\tapi_key={view['api_key']}\t{token}{route}")
+
+
+@credentials_cli.command("rotate")
+def rotate_credentials():
+    """Re-encrypt every stored secret under CREDENTIALS_KEY's first key (then older keys may go)."""
+    from app.stored_secrets import UnreadableSecret, rotate_stored_secrets
+
+    try:
+        with session_scope() as session:
+            rotation = rotate_stored_secrets(session)
+    except UnreadableSecret as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{rotation.reencrypted} stored secrets re-encrypted under the first key of CREDENTIALS_KEY; "
+               f"{rotation.unchanged} already under it")
 
 
 def alembic_config(database_url: str | None = None):

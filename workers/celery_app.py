@@ -1,7 +1,8 @@
 """The Celery application: `celery -A workers.celery_app worker|beat|flower`."""
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import after_setup_logger, worker_process_init, worker_ready
 
+from app.core.config import require_credentials_key
 from app.core.task_client import configure_celery
 
 TASK_MODULES = [
@@ -12,6 +13,18 @@ TASK_MODULES = [
 ]
 
 celery_app = configure_celery(Celery("ticker", include=TASK_MODULES))
+
+
+class CredentialsKeyRequired(bootsteps.Step):
+    """The worker decrypts Kite and webhook secrets: without CREDENTIALS_KEY it stops as it starts,
+    saying how to make one (beat and Flower, which decrypt nothing, need none)."""
+
+    def __init__(self, parent, **kwargs):
+        require_credentials_key()
+        super().__init__(parent, **kwargs)
+
+
+celery_app.steps["worker"].add(CredentialsKeyRequired)
 
 
 @after_setup_logger.connect

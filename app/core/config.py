@@ -58,17 +58,76 @@ def parse_daily_expiry(text: str) -> tuple[int, int] | None:
     return int(hours), int(minutes)
 
 
+# Asymmetric algorithms only: tokens are checked against an issuer's public keys, so "none" and the
+# HS family (where a public key would serve as the shared secret) are never accepted.
+JWT_PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def parse_jwt_algorithms(text: str) -> tuple[str, ...]:
+    """`RS256,ES256` → ("RS256", "ES256"); `none`, HS256 or an unknown name is a ValueError at start-up."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name not in JWT_PUBLIC_KEY_ALGORITHMS:
+            raise ValueError(f"JWT_ALGORITHMS: {name!r} is not accepted; choose among "
+                             f"{', '.join(JWT_PUBLIC_KEY_ALGORITHMS)} (public-key algorithms only)")
+    if not names:
+        raise ValueError("JWT_ALGORITHMS: name at least one algorithm (default RS256,ES256)")
+    return names
+
+
+def _env_seconds(name: str, default: str) -> float:
+    text = _env(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{name}: {text!r} is not a number of seconds >= 0")
+    return value
+
+
+# How an operator makes a CREDENTIALS_KEY (quoted in the start-up error and the README).
+CREATE_CREDENTIALS_KEY = ('python -c "from cryptography.fernet import Fernet; '
+                          'print(Fernet.generate_key().decode())"')
+
+
+class MissingCredentialsKey(RuntimeError):
+    """CREDENTIALS_KEY is unset outside `make run`: a key made up by each host could not read what
+    another host stored."""
+
+
+def parse_credentials_keys(text: str) -> tuple[str, ...]:
+    """`NEW,OLD` → ("NEW", "OLD"): the first encrypts, every one decrypts (rotation). A malformed key
+    is a ValueError at start-up that names its position, never its text."""
+    keys = tuple(key.strip() for key in text.split(",") if key.strip())
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ValueError(f"CREDENTIALS_KEY: key {position} of {len(keys)} is not a Fernet key (32 url-safe "
+                             f"base64-encoded bytes); make one with {CREATE_CREDENTIALS_KEY}") from None
+    return keys
+
+
+def credentials_keys() -> tuple[str, ...]:
+    """CREDENTIALS_KEY's keys, the encrypting one first; MissingCredentialsKey when it is unset."""
+    keys = get_settings().credentials_keys
+    if not keys:
+        raise MissingCredentialsKey(
+            "CREDENTIALS_KEY is not set. It encrypts the stored Kite and webhook secrets, and every process "
+            f"on every host must have the same one: make one with {CREATE_CREDENTIALS_KEY}, keep it, and set it "
+            "in the environment of every process (`make run` keeps its own in instance/credentials.key)")
+    return keys
+
+
 def credentials_key() -> str:
-    """CREDENTIALS_KEY, or a development key kept in instance/ so restarts can decrypt."""
-    key = get_settings().credentials_key
-    if key:
-        return key
-    path = INSTANCE_DIR / "credentials.key"
-    if not path.exists():
-        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(Fernet.generate_key().decode())
-        path.chmod(0o600)
-    return path.read_text().strip()
+    """The key that encrypts: CREDENTIALS_KEY's first."""
+    return credentials_keys()[0]
+
+
+def require_credentials_key() -> None:
+    """An entry point's first check (web, worker, stream, CLI): fail at start, not at the first secret."""
+    credentials_keys()
 
 
 @dataclass(frozen=True)
@@ -82,7 +141,21 @@ class Settings:
     redis_max_connections: int = field(default_factory=lambda: int(_env("REDIS_MAX_CONNECTIONS", "200")))
     redis_pool_wait_s: float = field(default_factory=lambda: float(_env("REDIS_POOL_WAIT_S", "5")))
     api_keys: str = field(default_factory=lambda: _env("API_KEYS", ""))
-    credentials_key: str = field(default_factory=lambda: _env("CREDENTIALS_KEY", ""), repr=False)
+    # Bearer tokens (app/web/jwt_auth.py), accepted beside API keys when JWT_JWKS_URL is set.
+    jwt_jwks_url: str = field(default_factory=lambda: _env("JWT_JWKS_URL", ""))
+    jwt_issuer: str = field(default_factory=lambda: _env("JWT_ISSUER", ""))
+    jwt_audience: str = field(default_factory=lambda: _env("JWT_AUDIENCE", ""))
+    jwt_algorithms: tuple[str, ...] = field(
+        default_factory=lambda: parse_jwt_algorithms(_env("JWT_ALGORITHMS", "RS256,ES256")))
+    jwt_leeway_s: float = field(default_factory=lambda: _env_seconds("JWT_LEEWAY_S", "30"))
+    jwt_accounts_claim: str = field(default_factory=lambda: _env("JWT_ACCOUNTS_CLAIM", "accounts"))
+    # The key set is fetched again past its max age, and for an unknown `kid` or after a failure at most
+    # once per min refresh (app/web/jwks.py).
+    jwt_jwks_min_refresh_s: float = field(default_factory=lambda: _env_seconds("JWT_JWKS_MIN_REFRESH_S", "60"))
+    jwt_jwks_max_age_s: float = field(default_factory=lambda: _env_seconds("JWT_JWKS_MAX_AGE_S", "300"))
+    # CREDENTIALS_KEY: comma-separated Fernet keys; read through credentials_keys().
+    credentials_keys: tuple[str, ...] = field(
+        default_factory=lambda: parse_credentials_keys(_env("CREDENTIALS_KEY", "")), repr=False)
     # Seconds before Redis hands an unacknowledged task to another worker (celeryconfig.py says why 300).
     celery_visibility_timeout: int = field(default_factory=lambda: int(_env("CELERY_VISIBILITY_TIMEOUT", "300")))
     port: int = field(default_factory=lambda: int(_env("PORT", "5000")))

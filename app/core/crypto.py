@@ -1,27 +1,56 @@
-"""Encryption of stored secrets (Kite credentials, webhook secrets) with Fernet."""
+"""Encryption of stored secrets (Kite credentials, webhook secrets) with Fernet.
+
+CREDENTIALS_KEY may hold several keys (MultiFernet): the first encrypts, every one decrypts, so a
+new key can be put first while secrets stored under the old one are still read, until
+`flask credentials rotate` has re-encrypted them all (app/stored_secrets.py).
+"""
 from __future__ import annotations
 
 from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from app.core.config import credentials_key
+from app.core.config import credentials_keys
+
+UNREADABLE = "stored secret cannot be decrypted: is it stored under a key that CREDENTIALS_KEY no longer lists?"
 
 
 @lru_cache(maxsize=4)
-def _fernet(key: str) -> Fernet:
-    return Fernet(key.encode())
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in keys])
+
+
+def _cipher() -> MultiFernet:
+    """CREDENTIALS_KEY's keys as one cipher: encrypts with the first, decrypts with any."""
+    return _fernet(credentials_keys())
 
 
 def encrypt(plaintext: str) -> str:
-    return _fernet(credentials_key()).encrypt(plaintext.encode()).decode()
+    return _cipher().encrypt(plaintext.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     try:
-        return _fernet(credentials_key()).decrypt(token.encode()).decode()
-    except InvalidToken as exc:  # wrong CREDENTIALS_KEY: say so instead of a bare traceback
-        raise RuntimeError("stored secret cannot be decrypted: is CREDENTIALS_KEY the one it was stored with?") from exc
+        return _cipher().decrypt(token.encode()).decode()
+    except InvalidToken as exc:  # say what to check instead of a bare traceback (never the token)
+        raise RuntimeError(UNREADABLE) from exc
+
+
+def under_first_key(token: str) -> bool:
+    """Whether `token` is encrypted under the key that encrypts (rotation leaves such tokens as they are)."""
+    try:
+        _fernet(credentials_keys()[:1]).extract_timestamp(token.encode())  # verifies the signature
+    except (InvalidToken, UnicodeError, ValueError):
+        return False
+    return True
+
+
+def rotate(token: str) -> str:
+    """`token` encrypted under the first key (its plaintext and timestamp unchanged)."""
+    try:
+        return _cipher().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise RuntimeError(UNREADABLE) from exc
 
 
 class ExpiredSeal(Exception):
@@ -40,7 +69,7 @@ def seal(text: str) -> str:
 
 def open_seal(token: str, max_age_s: int) -> str:
     """The text of a token from `seal`, or ExpiredSeal / InvalidSeal."""
-    fernet = _fernet(credentials_key())
+    fernet = _cipher()
     try:
         return fernet.decrypt(token.encode(), ttl=max_age_s).decode()
     except InvalidToken:

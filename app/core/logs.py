@@ -13,6 +13,9 @@ correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlatio
 _REDACTIONS = [
     # Kite's "Authorization: token api_key:access_token".
     (re.compile(r"(?i)(token\s+)[A-Za-z0-9]+:[A-Za-z0-9]+"), r"\1[REDACTED]"),
+    # "Authorization: Bearer <token>", and a JWT wherever it appears (three base64url parts, header first).
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[REDACTED]"),
     # key=value and "key": "value" forms of anything secret-looking.
     (re.compile(r'(?i)("?(?:api[_-]?key|api[_-]?secret|access[_-]?token|request[_-]?token|secret|password|'
                 r'authorization|x-api-key|checksum)"?\s*[:=]\s*"?)([^"\s,&;}]+)'), r"\1[REDACTED]"),

@@ -1,6 +1,7 @@
 """Real-time relay: one Redis pub/sub subscription per web process, fanned out to WebSockets.
 
-Endpoints (flask-sock, see routes.py; auth by `X-API-Key` header or `?api_key=`):
+Endpoints (flask-sock, see routes.py; auth by one of the `X-API-Key` header, `?api_key=`,
+`Authorization: Bearer` or `?access_token=` — tokens when JWT_JWKS_URL is set: app/web/auth.py):
 
 ``/ws/orders/<account_id>`` (alias ``/advanced/ws/orders/<account_id>``)
     A key without the account gets HTTP 403 (JSON error shape) before the socket opens.
@@ -30,7 +31,9 @@ Any client may send the text ``ping`` and gets ``pong``. The server also sends
 WebSocket pings (``SOCK_SERVER_OPTIONS.ping_interval``) and closes a client that
 does not answer (code 1008). An order client that falls more than
 ``WS_ORDER_QUEUE_MAX`` updates behind is closed with code 1013 ("try again later")
-and a reason; other clients are not slowed.
+and a reason; other clients are not slowed. A socket opened with a bearer token is
+closed with code 4401 when the token expires (``exp`` plus ``JWT_LEEWAY_S``):
+reconnect with a fresh token.
 
 A tick client receives the stream's messages unchanged when it subscribed to the
 channel's underlying, or with ``ticks`` (and ``count``) narrowed to its tokens.

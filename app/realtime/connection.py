@@ -18,6 +18,7 @@ from app.realtime.hub import RealtimeHub
 log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
+TOKEN_EXPIRED = 4401  # application range (4000-4999): HTTP 401's number, "reconnect with a fresh token"
 IDLE_WAIT_S = 5.0
 
 
@@ -65,12 +66,13 @@ def adopt_socket(ws, send_buffer_bytes: int | None = None) -> SerialSocket:
 
 def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
           on_text: Callable[[str], list[str]] | None = None,
-          skip_through: dict[str, int] | None = None) -> None:
-    """Run until the client goes away or falls too far behind.
+          skip_through: dict[str, int] | None = None, expires_at: float | None = None) -> None:
+    """Run until the client goes away, falls too far behind or its credential expires.
 
     `first`: frames sent before anything queued (the snapshot). `skip_through`:
     per account, the seq already covered by the snapshot. `on_text`: handles a
-    client text message other than ping and returns replies.
+    client text message other than ping and returns replies. `expires_at`: epoch
+    seconds the bearer token the socket was opened with stops being accepted.
     """
     sock = adopt_socket(ws, hub.send_buffer_bytes)
     client.abort = sock.abort
@@ -80,7 +82,7 @@ def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
     try:
         for text in first:
             ws.send(text)
-        _send_loop(ws, client, hub, skip_through or {})
+        _send_loop(ws, client, hub, skip_through or {}, expires_at)
     except OSError:  # the socket died under a send (or the hub aborted a stuck slow client)
         if client.outbox.overflowed:
             hub.record_slow_disconnect()
@@ -88,7 +90,8 @@ def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
         hub.remove(client)
 
 
-def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int]) -> None:
+def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int],
+               expires_at: float | None) -> None:
     outbox = client.outbox
     while True:
         if outbox.overflowed:
@@ -97,7 +100,11 @@ def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int
                                                                   "account_id": getattr(client, "account_id", None)})
             ws.close(TRY_AGAIN_LATER, f"client too slow: more than {outbox.limit} updates pending")
             return
-        items, dropped = outbox.take(IDLE_WAIT_S)
+        left_s = None if expires_at is None else expires_at - time.time()
+        if left_s is not None and left_s <= 0:
+            ws.close(TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
+            return
+        items, dropped = outbox.take(IDLE_WAIT_S if left_s is None else min(IDLE_WAIT_S, left_s))
         if outbox.closed or not ws.connected:
             return
         if dropped:

@@ -2,6 +2,8 @@
 
 Authorization happens in the blueprint's before_request, i.e. before the
 handshake: a key without the account gets 403 in the JSON error shape and no socket.
+The URL may carry the credential (`?api_key=`, `?access_token=`: app.web.auth); a socket
+opened with a bearer token is closed with 4401 when the token expires (connection.py).
 """
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ def _authorize_socket():
 
 def _serve_orders(ws, account_id: str | None, endpoint: str) -> None:
     relay = hub()
+    principal = authenticate()
     client = OrderClient(endpoint=endpoint, outbox=Outbox(relay.order_queue_limit, drop_oldest=False),
-                         account_id=account_id, key_id=authenticate().key_id)
+                         account_id=account_id, key_id=principal.key_id)
     relay.add(client)  # first: updates published from now on are queued, none lost
     try:
         snapshot = order_snapshot(get_redis(relay.redis_url), account_id)
@@ -60,7 +63,8 @@ def _serve_orders(ws, account_id: str | None, endpoint: str) -> None:
         ws.close(INTERNAL_ERROR, "snapshot unavailable, reconnect shortly")
         return
     seqs = snapshot["seq"] if isinstance(snapshot["seq"], dict) else {account_id: snapshot["seq"]}
-    connection.serve(ws, client, relay, first=[json.dumps(snapshot, default=str)], skip_through=seqs)
+    connection.serve(ws, client, relay, first=[json.dumps(snapshot, default=str)], skip_through=seqs,
+                     expires_at=principal.expires_at)
 
 
 @sock.route("/ws/orders/<account_id>", bp=blp)
@@ -85,8 +89,9 @@ def all_orders_socket(ws):
 def ticks_socket(ws):
     """Tick batches filtered by `underlying` and/or `tokens` (WebSocket)."""
     relay = hub()
+    principal = authenticate()
     client = TickClient(endpoint="ticks", outbox=Outbox(relay.tick_buffer_limit, drop_oldest=True),
-                        key_id=authenticate().key_id,
+                        key_id=principal.key_id,
                         underlyings=parse_underlyings(request.args.get("underlying")),
                         tokens=parse_tokens(request.args.get("tokens")))
 
@@ -99,4 +104,5 @@ def ticks_socket(ws):
         return [json.dumps(client.subscription())]
 
     relay.add(client)
-    connection.serve(ws, client, relay, first=[json.dumps(client.subscription())], on_text=on_text)
+    connection.serve(ws, client, relay, first=[json.dumps(client.subscription())], on_text=on_text,
+                     expires_at=principal.expires_at)

@@ -3,7 +3,8 @@
 A delivery runs in rounds: a round is up to WEBHOOK_MAX_ATTEMPTS attempts with
 exponential backoff (the Celery task retries); after the last one the delivery
 is FAILED and stays visible; a redelivery starts a new round. The HTTP call is
-made outside any database transaction.
+made outside any database transaction, to an address checked just before (url_safety) and
+pinned for the connection (pinned.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from app.core.db import session_scope
 from app.core.task_client import send_task
 from app.models import WebhookAttempt, WebhookDelivery, utcnow
 from app.core.timestamps import iso
-from app.webhooks import registry
+from app.webhooks import pinned, registry
 from app.webhooks.settings import WebhookSettings, retry_delay, webhook_settings
 from app.webhooks.signing import delivery_headers
 from app.webhooks.url_safety import UnsafeUrl, resolve_public
@@ -117,10 +118,11 @@ def attempt(delivery_id: str, round_start: int = 0, settings: WebhookSettings | 
             _finish(delivery, "FAILED", "the webhook was deleted")
             return AttemptResult("FAILED", error="the webhook was deleted")
         url, secret, payload = webhook.url, decrypt(webhook.secret_enc), delivery.payload
+        legacy_secret_header = bool(webhook.legacy_secret_header)
         number = delivery.attempts + 1
 
     started = time.perf_counter()
-    status_code, error, retryable = _post(delivery_id, url, secret, payload, settings)
+    status_code, error, retryable = _post(delivery_id, url, secret, legacy_secret_header, payload, settings)
     duration_ms = (time.perf_counter() - started) * 1000
 
     with session_scope() as session:
@@ -150,21 +152,20 @@ def _finish(delivery: WebhookDelivery, status: str, error: str | None) -> None:
         delivery.delivered_at = utcnow()
 
 
-def _post(delivery_id: str, url: str, secret: str, payload: dict,
+def _post(delivery_id: str, url: str, secret: str, legacy_secret_header: bool, payload: dict,
           settings: WebhookSettings) -> tuple[int | None, str | None, bool]:
-    """(status code, error or None, whether a retry may help)."""
+    """(status code, error or None, whether a retry may help). No error text holds the secret."""
     try:
-        resolve_public(url, settings.allow_private)
+        addresses = resolve_public(url, settings.allow_private)
     except UnsafeUrl as exc:  # checked after DNS: a name may point somewhere private since registration
         retryable = str(exc).startswith("cannot resolve")
         return None, f"refused before sending: {exc}", retryable
     body = json.dumps(payload, separators=(",", ":"), default=str).encode()
     timestamp = str(int(time.time()))
-    headers = delivery_headers(delivery_id, secret, timestamp, body)
+    headers = delivery_headers(delivery_id, secret, timestamp, body, legacy_secret_header)
     try:
-        # No redirects: a redirect could lead to an address the check above would refuse.
-        response = requests.post(url, data=body, headers=headers, timeout=settings.timeout_s,
-                                 allow_redirects=False)
+        # To the checked addresses only, and no redirects: either could lead somewhere the check refuses.
+        response = pinned.post(url, addresses, body, headers, settings.timeout_s)
     except requests.RequestException as exc:
         return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], True
     if 200 <= response.status_code < 300:

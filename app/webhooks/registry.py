@@ -31,7 +31,7 @@ class DeliveryNotFound(LookupError):
 
 
 def create_webhook(session: Session, account_id: str, url: str, events: list[str], secret: str,
-                   allow_private: bool) -> Webhook:
+                   allow_private: bool, legacy_secret_header: bool = False) -> Webhook:
     try:
         check_registration(url, allow_private)
     except UnsafeUrl as exc:
@@ -44,7 +44,7 @@ def create_webhook(session: Session, account_id: str, url: str, events: list[str
     if session.get(Account, account_id) is None:
         raise InvalidWebhook("account_id", f"account {account_id!r} is not registered")
     webhook = Webhook(account_id=account_id, url=url.strip(), events=sorted(set(events), key=EVENTS.index),
-                      secret_enc=encrypt(secret), active=True)
+                      secret_enc=encrypt(secret), legacy_secret_header=legacy_secret_header, active=True)
     session.add(webhook)
     session.flush()
     subscriptions.changed(session, account_id)
@@ -96,8 +96,10 @@ def get_delivery(session: Session, delivery_id: str) -> WebhookDelivery:
 
 
 def webhook_view(webhook: Webhook) -> dict:
+    """What may be shown of a webhook: everything but its secret."""
     return {"webhook_id": webhook.id, "account_id": webhook.account_id, "url": webhook.url,
-            "events": list(webhook.events or []), "active": webhook.active, "created_at": iso(webhook.created_at)}
+            "events": list(webhook.events or []), "legacy_secret_header": bool(webhook.legacy_secret_header),
+            "active": webhook.active, "created_at": iso(webhook.created_at)}
 
 
 def delivery_view(delivery: WebhookDelivery) -> dict:

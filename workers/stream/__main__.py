@@ -5,7 +5,7 @@ import logging
 import signal
 import sys
 
-from app.core.config import get_settings
+from app.core.config import get_settings, require_credentials_key
 from app.core.logs import configure_logging
 from workers.stream.service import StreamService
 
@@ -14,6 +14,7 @@ log = logging.getLogger("workers.stream")
 
 def main() -> int:
     settings = get_settings()
+    require_credentials_key()  # it decrypts the accounts' access tokens: no key, no start
     configure_logging(settings.log_level)
     service = StreamService(settings, metrics_port=settings.stream_metrics_port or None)
 

@@ -26,6 +26,9 @@ class WebhookCreateSchema(Schema):
     events = fields.List(fields.String(validate=validate.OneOf(registry.EVENTS)), required=True,
                          validate=validate.Length(min=1, max=len(registry.EVENTS)))
     secret = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=256))
+    legacy_secret_header = fields.Boolean(load_default=False, metadata={"description": (
+        "also send the raw secret in X-Webhook-Secret, for receivers written for the old ticker "
+        "service; anyone who sees one such request can forge signed ones. Default false: signed only")})
 
 
 class WebhookSchema(Schema):
@@ -33,6 +36,7 @@ class WebhookSchema(Schema):
     account_id = fields.String()
     url = fields.String()
     events = fields.List(fields.String())
+    legacy_secret_header = fields.Boolean()
     active = fields.Boolean()
     created_at = fields.String()
 
@@ -80,15 +84,18 @@ def _visible_webhook(session, webhook_id: str):
 @blp.arguments(WebhookCreateSchema)
 @blp.response(201, WebhookSchema)
 def create_webhook(body):
-    """Register a webhook. The secret signs every delivery; it is stored encrypted and never returned.
+    """Register a webhook. The secret signs every delivery; it is stored encrypted, never returned and
+    not sent (unless `legacy_secret_header`).
 
-    URLs must be http(s); loopback and private addresses are refused unless WEBHOOK_ALLOW_PRIVATE.
+    URLs must be http(s); loopback and private addresses (in any form: IPv4-mapped or NAT64 IPv6,
+    numeric IPv4) are refused unless WEBHOOK_ALLOW_PRIVATE. A name is checked when it is resolved,
+    at each delivery, and the delivery connects to the address checked.
     """
     require_account(body["account_id"])
     allow_private = current_app.config["SETTINGS"].webhook_allow_private
     with session_scope() as session:
         webhook = registry.create_webhook(session, body["account_id"], body["url"], body["events"],
-                                          body["secret"], allow_private)
+                                          body["secret"], allow_private, body["legacy_secret_header"])
         return registry.webhook_view(webhook)
 
 

@@ -1,14 +1,17 @@
-"""API keys: no key 401, another account's key 403, admin passes (the key specification itself:
-tests/unit/web/test_api_keys.py)."""
+"""API keys: no key 401, another account's key 403, admin passes, REST refuses `?api_key=`, hashed keys
+(the key specification itself: tests/unit/web/test_api_keys.py; bearer tokens: test_jwt_auth.py)."""
+import hashlib
+
 import pytest
+
+from app.web.auth import parse_api_keys
 
 
 @pytest.fixture(scope="module")
-def registered(app, headers):
-    client = app.test_client()
-    for account_id in ("primary", "other"):
-        client.post("/accounts", headers=headers["admin"],
-                    json={"account_id": account_id, "api_key": f"ak-{account_id}", "api_secret": "s"})
+def registered(accounts):
+    # The session's accounts, with their paper-broker credentials: registering them here with made-up
+    # ones (as this module once did) broke the broker checks of whatever ran after it.
+    return accounts
 
 
 def test_no_key_is_401(client, registered):
@@ -25,8 +28,27 @@ def test_other_accounts_key_is_403(client, headers, registered):
     assert client.get("/accounts/primary", headers=headers["primary"]).status_code == 200
 
 
-def test_query_string_key_and_admin(client, headers, registered):
-    assert client.get("/accounts/other?api_key=test-admin-key").status_code == 200
+def test_a_key_in_a_rest_query_string_is_refused(client, registered):
+    # Query strings end up in proxies' and browsers' logs; only WebSocket URLs may carry a key.
+    response = client.get("/accounts/other?api_key=test-admin-key")
+    assert response.status_code == 401
+    assert response.json["error"]["message"].startswith("?api_key= is accepted on WebSocket URLs only")
+    assert "test-admin-key" not in response.get_data(as_text=True)
+    assert client.get("/accounts/other?api_key=test-admin-key",
+                      headers={"X-API-Key": "test-admin-key"}).status_code == 401
+
+
+def test_a_hashed_key(app, client, registered, monkeypatch):
+    digest = hashlib.sha256(b"a-key-kept-only-as-its-hash").hexdigest()
+    monkeypatch.setitem(app.extensions, "api_keys", {**app.extensions["api_keys"], **parse_api_keys(
+        f"sha256:{digest}=primary")})
+    hashed = {"X-API-Key": "a-key-kept-only-as-its-hash"}
+    assert client.get("/accounts/primary", headers=hashed).status_code == 200
+    assert client.get("/accounts/other", headers=hashed).status_code == 403
+    assert client.get("/accounts/primary", headers={"X-API-Key": digest}).status_code == 401
+
+
+def test_admin_sees_every_account(client, headers, registered):
     listed = client.get("/accounts", headers=headers["primary"]).json
     assert [a["account_id"] for a in listed] == ["primary"]
     assert {"primary", "other"} <= {a["account_id"] for a in client.get("/accounts", headers=headers["admin"]).json}

@@ -23,13 +23,15 @@ def receiver():
 
 @pytest.fixture
 def register(client, headers):
-    """register(url, events, account_id="primary", role="primary") → the 201 body; deleted afterwards."""
+    """register(url, events, account_id="primary", role="primary", legacy_secret_header=False) → the 201
+    body; deleted afterwards."""
     created = []
 
     def _register(url: str, events: list[str], account_id: str = "primary", role: str = "primary",
-                  secret: str = "s3cret-for-tests") -> dict:
+                  secret: str = "s3cret-for-tests", legacy_secret_header: bool = False) -> dict:
         response = client.post("/advanced/webhooks", headers=headers[role],
-                               json={"url": url, "account_id": account_id, "events": events, "secret": secret})
+                               json={"url": url, "account_id": account_id, "events": events, "secret": secret,
+                                     "legacy_secret_header": legacy_secret_header})
         assert response.status_code == 201, response.get_json()
         created.append(response.get_json()["webhook_id"])
         return response.get_json()

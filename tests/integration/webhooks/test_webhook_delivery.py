@@ -45,7 +45,8 @@ def test_signed_delivery_after_two_failed_attempts(client, headers, celery_worke
         assert headers_in["X-Webhook-Id"] == record["delivery_id"]  # stable across retries
         assert headers_in["X-Webhook-Signature"] == signature(SECRET, headers_in["X-Webhook-Timestamp"], request.body)
         assert abs(int(headers_in["X-Webhook-Timestamp"]) - time.time()) < 60
-        assert headers_in["X-Webhook-Secret"] == SECRET
+        assert "X-Webhook-Secret" not in headers_in  # signed only: the secret never travels
+        assert SECRET not in json.dumps(headers_in) and SECRET.encode() not in request.body
         assert headers_in["Content-Type"] == "application/json"
     body = sent[-1].json
     assert set(body) == {"event", "account_id", "data", "timestamp"}
@@ -55,6 +56,18 @@ def test_signed_delivery_after_two_failed_attempts(client, headers, celery_worke
     # A tampered body does not verify.
     assert signature(SECRET, sent[-1].headers["X-Webhook-Timestamp"], sent[-1].body + b" ") != \
         sent[-1].headers["X-Webhook-Signature"]
+
+
+def test_a_legacy_webhook_also_gets_the_secret_header(client, headers, celery_worker, receiver, register):
+    """For receivers written for the old ticker service, which compare X-Webhook-Secret."""
+    hook = receiver()
+    webhook = register(hook.url, ["order_completed"], legacy_secret_header=True)
+    assert webhook["legacy_secret_header"] is True
+    order = new_order("primary", "OPEN")
+    transition(order.id, "COMPLETE", filled_quantity=50)
+    [sent] = wait_for(lambda: hook.for_order(order.id), 20.0, 0.1, what="the legacy delivery")
+    assert sent.headers["X-Webhook-Secret"] == SECRET
+    assert sent.headers["X-Webhook-Signature"] == signature(SECRET, sent.headers["X-Webhook-Timestamp"], sent.body)
 
 
 def test_receiver_always_down_ends_failed_then_redeliver_works(client, headers, celery_worker, receiver, register):

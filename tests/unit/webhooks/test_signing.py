@@ -39,7 +39,7 @@ def test_a_missing_or_malformed_signature_does_not_verify(presented):
     assert not verify(SECRET, TIMESTAMP, BODY, presented)
 
 
-def test_delivery_headers():
+def test_delivery_headers_sign_and_never_carry_the_secret():
     headers = delivery_headers("d-1", SECRET, TIMESTAMP, BODY)
     assert headers == {
         "Content-Type": "application/json",
@@ -47,5 +47,11 @@ def test_delivery_headers():
         "X-Webhook-Id": "d-1",  # the delivery id, stable across retries
         "X-Webhook-Timestamp": TIMESTAMP,
         "X-Webhook-Signature": signature(SECRET, TIMESTAMP, BODY),
-        "X-Webhook-Secret": SECRET,  # what the old ticker service's clients compare
     }
+    assert not any(SECRET in value for value in headers.values())
+
+
+def test_a_legacy_webhook_also_gets_the_secret_header():
+    headers = delivery_headers("d-1", SECRET, TIMESTAMP, BODY, legacy_secret_header=True)
+    assert headers == {**delivery_headers("d-1", SECRET, TIMESTAMP, BODY),
+                       "X-Webhook-Secret": SECRET}  # what the old ticker service's clients compare
