@@ -12,6 +12,8 @@ from pathlib import Path
 from flask import Blueprint, abort, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+from app.web.html_pages import html_page
+
 blp = Blueprint("api_docs", __name__)
 
 PAGE_DIR = Path(__file__).resolve().parent / "docs_page"
@@ -28,12 +30,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 
 @blp.route("/docs")
 def page():
-    response = send_from_directory(PAGE_DIR, "index.html", max_age=0)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return html_page(PAGE_DIR, "index.html", CONTENT_SECURITY_POLICY)
 
 
 @blp.route("/docs/assets/<name>")

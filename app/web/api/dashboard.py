@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import send_from_directory
-
 from app.web.blueprint import Blueprint
+from app.web.html_pages import html_page
 
 blp = Blueprint("dashboard", __name__, description="Trader dashboard (HTML page)")
 
@@ -28,12 +27,7 @@ HTML_PAGE = {"200": {"description": "the dashboard page (no data in it)",
 
 
 def _page():
-    response = send_from_directory(PAGE_DIR, "index.html", max_age=0)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return html_page(PAGE_DIR, "index.html", CONTENT_SECURITY_POLICY)
 
 
 @blp.route("/")
