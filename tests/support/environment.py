@@ -75,17 +75,39 @@ def _postgres(env: TestEnvironment | None) -> tuple[str, callable] | None:
     return url.set(database=name).render_as_string(hide_password=False), drop
 
 
+REDIS_CLAIM_KEY = "ticker-test:claim:{db}"  # in DB 0 of the server; expires if a run dies without cleaning up
+REDIS_CLAIM_TTL_S = 4 * 3600
+
+
+def _claim_database(client) -> tuple[int, callable]:
+    """A Redis DB number (1-15) no other test run on this server holds, claimed until released; if all
+    are held, a random one (as before claims existed)."""
+    token = f"{os.getpid()}-{random.random()}"
+    for db in random.sample(range(1, 16), 15):
+        key = REDIS_CLAIM_KEY.format(db=db)
+        if client.set(key, token, nx=True, ex=REDIS_CLAIM_TTL_S):
+            def release(key=key) -> None:
+                if client.get(key) == token.encode():
+                    client.delete(key)
+            return db, release
+    return random.randint(1, 15), lambda: None
+
+
 def _redis() -> tuple[str, callable]:
     base = os.environ.get("REDIS_URL") or DEFAULT_REDIS
     try:
         client = redis.Redis.from_url(base, socket_connect_timeout=2)
         client.ping()
-        # A DB of its own, so concurrent runs on one server don't take each other's tasks.
-        db = random.randint(1, 15)
+        # A DB of its own, so concurrent runs on one server don't take (or flush) each other's tasks.
+        db, release = _claim_database(client)
         url = base.rsplit("/", 1)[0] + f"/{db}" if base.count("/") >= 3 else f"{base}/{db}"
         mine = redis.Redis.from_url(url)
         mine.flushdb()
-        return url, mine.flushdb
+
+        def cleanup() -> None:
+            mine.flushdb()
+            release()
+        return url, cleanup
     except redis.RedisError:
         from launcher.embedded_redis import EmbeddedRedis
 
