@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        SOCK_SERVER_OPTIONS={"ping_interval": 20},
+        # A client message past max_message_size closes its socket (1009) as soon as that much has arrived.
+        SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": settings.ws_max_message_bytes},
         # Either scheme will do; open endpoints say security: [].
         API_SPEC_OPTIONS={"security": [{"ApiKeyAuth": []}, {"BearerAuth": []}]},
     )
@@ -90,9 +91,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _has_nul() -> bool:
-    # Only a body with a Content-Length is read here; a streamed one is checked once parsed.
-    body = request.get_data(cache=True) if request.content_length else b""
-    return raw_request_has_nul(request.path, request.args.values(), body)
+    from app.web.json_input import read_body
+
+    # The body is read whole here, chunked or not: 413 past MAX_CONTENT_LENGTH either way.
+    return raw_request_has_nul(request.path, request.args.values(), read_body(request))
 
 
 def _register_routes(app: Flask, api) -> None:

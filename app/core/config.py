@@ -213,6 +213,11 @@ class Settings:
     ws_order_queue_max: int = field(default_factory=lambda: int(_env("WS_ORDER_QUEUE_MAX", "1000")))
     ws_tick_buffer_max: int = field(default_factory=lambda: int(_env("WS_TICK_BUFFER_MAX", "50")))
     ws_send_buffer_bytes: int = field(default_factory=lambda: int(_env("WS_SEND_BUFFER_BYTES", str(256 * 1024))))
+    ws_max_message_bytes: int = field(default_factory=lambda: int(_env("WS_MAX_MESSAGE_BYTES", str(128 * 1024))))
+    ws_max_clients_per_key: int = field(default_factory=lambda: int(_env("WS_MAX_CLIENTS_PER_KEY", "20")))
+    # Below gunicorn's per-worker connection pool, so plain requests (/health) always find room.
+    ws_max_clients: int = field(default_factory=lambda: int(_env(
+        "WS_MAX_CLIENTS", str(int(_env("WEB_WORKER_CONNECTIONS", "2000")) * 9 // 10))))
 
 
 _current: Settings | None = None

@@ -25,7 +25,7 @@ from app.core.db import new_session, session_scope
 from app.models import Account, Order, OrderEvent, utcnow
 from app.kite_session.refusals import noticed
 from app.kite_session.state import is_live
-from app.orders import dispatch, parents
+from app.orders import dispatch, parents, postback_verification
 from app.orders.parents import PARENT
 from app.orders.attempts import apply_locked, submission_lease_s
 from app.orders.states import (BROKER_FINAL, DEAD_LETTER, FINAL, OPEN, QUEUED, SUBMITTING, can_move,
@@ -161,7 +161,9 @@ class PostbackRejected(Exception):
 
 
 def apply_postback(data: dict) -> Order | None:
-    """Kite's HTTP postback: verify the checksum with the order's account secret, then apply."""
+    """Kite's HTTP postback: verify the checksum with the order's account secret, then apply what the
+    broker confirms (app.orders.postback_verification: a final status or new fills are checked
+    against the broker's order history first)."""
     order_id, timestamp, checksum = data.get("order_id"), data.get("order_timestamp"), data.get("checksum")
     if not all(isinstance(v, str) and v for v in (order_id, timestamp, checksum)):
         raise PostbackRejected("order_id, order_timestamp and checksum are required", 400)
@@ -173,7 +175,10 @@ def apply_postback(data: dict) -> Order | None:
         secret = credentials(account).api_secret
     if not hmac.compare_digest(kite_checksum(order_id, timestamp, secret), checksum.lower()):
         raise PostbackRejected("checksum mismatch", 401)
-    return apply_broker_update(account.id, data, source="postback")
+    confirmed = postback_verification.verified(order, data)
+    if confirmed is None:
+        return None  # left to the reconciler, which reads the broker's order book
+    return apply_broker_update(account.id, confirmed, source="postback")
 
 
 def broker_orders_by_tag(rows: list[dict]) -> dict[str, dict]:

@@ -45,9 +45,16 @@ def _upper(data):
     return data
 
 
+# Of a tick: what float arithmetic leaves on a computed price (0.05 * 3 is 0.15000000000000002).
+TICK_TOLERANCE = Decimal("1e-6")
+
+
 def on_tick(value: float, tick: float) -> bool:
-    steps = value / tick
-    return abs(steps - round(steps)) < 1e-6
+    """`value` is a whole number of ticks, one at least. In decimal, from each float as written
+    (its shortest repr): 1e-320 is no tick at all, not zero ticks near enough to pass as one."""
+    steps = Decimal(repr(value)) / Decimal(repr(tick))
+    whole = steps.to_integral_value()
+    return whole >= 1 and abs(steps - whole) <= TICK_TOLERANCE
 
 
 def _price_field(**kw):
@@ -63,9 +70,10 @@ def _check_prices(order_type: str, data: dict, tick: float | None, errors: dict)
         errors.setdefault("trigger_price", []).append(f"trigger_price is required for {order_type} orders")
     if tick:
         if order_type in PRICED and price is not None and not on_tick(price, tick):
-            errors.setdefault("price", []).append(f"price must be a multiple of the tick size {tick:g}")
+            errors.setdefault("price", []).append(f"price must be a positive multiple of the tick size {tick:g}")
         if order_type in TRIGGERED and trigger is not None and not on_tick(trigger, tick):
-            errors.setdefault("trigger_price", []).append(f"trigger_price must be a multiple of the tick size {tick:g}")
+            errors.setdefault("trigger_price", []).append(
+                f"trigger_price must be a positive multiple of the tick size {tick:g}")
     if order_type == "SL" and price is not None and trigger is not None:
         buy = data.get("transaction_type") == "BUY"
         if buy and trigger > price:

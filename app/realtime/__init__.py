@@ -31,9 +31,24 @@ Any client may send the text ``ping`` and gets ``pong``. The server also sends
 WebSocket pings (``SOCK_SERVER_OPTIONS.ping_interval``) and closes a client that
 does not answer (code 1008). An order client that falls more than
 ``WS_ORDER_QUEUE_MAX`` updates behind is closed with code 1013 ("try again later")
-and a reason; other clients are not slowed. A socket opened with a bearer token is
-closed with code 4401 when the token expires (``exp`` plus ``JWT_LEEWAY_S``):
-reconnect with a fresh token.
+and a reason; other clients are not slowed. Replies (``pong``, subscription answers,
+errors) wait in the same outbox: a client that leaves more than 100 of them (or 1 MiB)
+unread is closed with 1013 and a reason, or dropped when nothing can be sent to it any
+more. A socket opened with a bearer token is closed with code 4401 when the token
+expires (``exp`` plus ``JWT_LEEWAY_S``): reconnect with a fresh token.
+
+Limits (issue #21), each per web process (gunicorn worker):
+
+- ``WS_MAX_CLIENTS_PER_KEY`` (20) sockets per key (an API key, or a token's subject, with
+  the accounts it grants; admin keys have no per-key cap) and ``WS_MAX_CLIENTS`` (90 % of
+  ``WEB_WORKER_CONNECTIONS``) in all. A socket past a cap is accepted and closed at once,
+  before any message: code 1008 with the reason ``too many WebSockets: at most 20 per key
+  ...`` (close another first), or 1013 with ``server busy: at most N WebSockets per process
+  ...`` (retry later, with backoff).
+- A client message (text or binary, after decompression) longer than
+  ``WS_MAX_MESSAGE_BYTES`` (128 KiB) closes the socket with code 1009 ("Message is too big").
+- A tick socket holds at most 5,000 tokens and 50 underlyings, however many messages
+  built its subscription.
 
 A tick client receives the stream's messages unchanged when it subscribed to the
 channel's underlying, or with ``ticks`` (and ``count``) narrowed to its tokens.
@@ -42,8 +57,11 @@ It may change its subscription with a JSON text message::
     {"action": "subscribe", "tokens": [256265], "underlying": ["nifty"]}
     {"action": "unsubscribe", "tokens": [256265]}
 
-answered by ``{"type": "subscribed", "tokens": [...], "underlying": [...]}`` (bad
-input: ``{"type": "error", "message": ...}``). A slow tick client keeps the
-newest ``WS_TICK_BUFFER_MAX`` batches, drops the oldest, and is told
-``{"type": "dropped", "count": n, "total": m}`` before its next batch.
+answered by ``{"type": "subscribed", "action": "subscribe", "tokens": [...], "underlying": [...],
+"total": {"tokens": 3, "underlying": 1}}``: ``action``, ``tokens`` and ``underlying`` are the
+message's (the socket's first message names its whole subscription, from the query string), and
+``total`` counts the socket's subscription after it: an answer is never much longer than its message.
+Bad input, or a subscribe past the caps (which then changes nothing): ``{"type": "error",
+"message": ...}``. A slow tick client keeps the newest ``WS_TICK_BUFFER_MAX`` batches, drops
+the oldest, and is told ``{"type": "dropped", "count": n, "total": m}`` before its next batch.
 """

@@ -26,12 +26,20 @@ class Outgoing:
     published_at: float | None = None  # epoch seconds of the message's timestamp
 
 
+# Replies (pong, subscription answers, errors) a client may leave unread. A client that sends
+# without reading would otherwise make the server hold every answer (1M pings: +96 MB).
+REPLY_LIMIT = 100
+REPLY_BYTES_LIMIT = 1024 * 1024
+
+
 class Outbox:
-    """A bounded queue of frames plus an unbounded lane for replies (pong, acks).
+    """A bounded queue of frames plus a bounded lane for replies (pong, acks).
 
     ``drop_oldest=False`` (order clients): offering to a full outbox marks it
     overflowed, and the connection is closed. ``drop_oldest=True`` (tick clients):
-    the oldest frame makes room and is counted.
+    the oldest frame makes room and is counted. Replies are never dropped: more
+    than REPLY_LIMIT (or REPLY_BYTES_LIMIT) of them pending overflows any outbox.
+    ``overflow`` says why, as the close reason.
     """
 
     def __init__(self, limit: int, drop_oldest: bool) -> None:
@@ -41,10 +49,20 @@ class Outbox:
         self._replies: deque[Outgoing] = deque()
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._reply_bytes = 0
         self.closed = False
-        self.overflowed = False
+        self.overflow: str | None = None
+        self.overflowed_at: float | None = None  # time.monotonic() of the overflow
         self.dropped_total = 0
         self._dropped_unreported = 0
+
+    @property
+    def overflowed(self) -> bool:
+        return self.overflow is not None
+
+    def _overflow(self, reason: str) -> None:  # with the lock held
+        self.overflow, self.overflowed_at = reason, time.monotonic()
+        self._ready.set()
 
     def offer(self, item: Outgoing) -> bool:
         with self._lock:
@@ -52,8 +70,7 @@ class Outbox:
                 return False
             if len(self._frames) >= self.limit:
                 if not self.drop_oldest:
-                    self.overflowed = True
-                    self._ready.set()
+                    self._overflow(f"client too slow: more than {self.limit} updates pending")
                     return False
                 self._frames.popleft()
                 self.dropped_total += 1
@@ -62,10 +79,17 @@ class Outbox:
         self._ready.set()
         return True
 
-    def reply(self, item: Outgoing) -> None:
+    def reply(self, item: Outgoing) -> bool:
         with self._lock:
+            if self.closed or self.overflowed:
+                return False
+            if len(self._replies) >= REPLY_LIMIT or self._reply_bytes + len(item.text) > REPLY_BYTES_LIMIT:
+                self._overflow(f"client not reading: {len(self._replies)} replies pending")
+                return False
             self._replies.append(item)
+            self._reply_bytes += len(item.text)
         self._ready.set()
+        return True
 
     def close(self) -> None:
         self.closed = True
@@ -79,6 +103,7 @@ class Outbox:
             self._ready.clear()
             items = list(self._replies) + list(self._frames)
             self._replies.clear()
+            self._reply_bytes = 0
             self._frames.clear()
             dropped, self._dropped_unreported = self._dropped_unreported, 0
         return items, dropped
@@ -92,9 +117,9 @@ class Client:
     endpoint: str  # "orders", "orders_all" or "ticks"
     outbox: Outbox
     key_id: str = "-"
+    owner: str | None = None  # the credential it counts against for WS_MAX_CLIENTS_PER_KEY; None: no per-key cap
     id: int = field(default_factory=lambda: next(_ids))
     connected_at: float = field(default_factory=time.time)
-    overflowed_at: float | None = None
     abort: Any = None  # callable that tears the socket down (set by the connection)
 
 
@@ -112,24 +137,46 @@ class TickClient(Client):
     def wants_channel(self, underlying: str) -> bool:
         return underlying in self.underlyings
 
-    def update(self, action: str, underlyings: set[str], tokens: set[int]) -> None:
+    def update(self, action: str, underlyings: set[str], tokens: set[int]) -> dict:
+        """Apply a subscription message and return its answer; SubscriptionError (nothing changed) past a cap.
+
+        The caps hold for the socket's whole subscription, however many messages built it.
+        """
         with self._lock:
             if action == "subscribe":
+                _check_cap("tokens", MAX_TOKENS, self.tokens, tokens)
+                _check_cap("underlyings", MAX_UNDERLYINGS, self.underlyings, underlyings)
                 self.underlyings |= underlyings
                 self.tokens |= tokens
             else:
                 self.underlyings -= underlyings
                 self.tokens -= tokens
+            return self._answer(action, underlyings, tokens)
 
     def subscription(self) -> dict:
-        return {"type": "subscribed", "underlying": sorted(self.underlyings), "tokens": sorted(self.tokens)}
+        """The first message of the socket: its whole subscription (the query string's)."""
+        with self._lock:
+            return self._answer("subscribe", self.underlyings, self.tokens)
+
+    def _answer(self, action: str, underlyings: set[str], tokens: set[int]) -> dict:
+        # Names only what the message named, so an answer is never much longer than its message.
+        return {"type": "subscribed", "action": action, "underlying": sorted(underlyings), "tokens": sorted(tokens),
+                "total": {"tokens": len(self.tokens), "underlying": len(self.underlyings)}}
 
 
 class SubscriptionError(ValueError):
     """A tick subscription the client asked for is malformed."""
 
 
-MAX_TOKENS = 5000
+MAX_TOKENS = 5000  # per connection: the query string's and every subscribe message's together
+MAX_UNDERLYINGS = 50
+
+
+def _check_cap(what: str, cap: int, held: set, adding: set) -> None:
+    after = len(held | adding)
+    if after > cap:
+        raise SubscriptionError(f"at most {cap} {what} per connection: this one has {len(held)} and the message "
+                                f"would make it {after}")
 
 
 def parse_underlyings(values: Any) -> set[str]:
@@ -142,7 +189,9 @@ def parse_underlyings(values: Any) -> set[str]:
     names = {v.strip().lower() for v in values if v.strip()}
     for name in names:
         if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 40:
-            raise SubscriptionError(f"not an underlying name: {name!r}")
+            raise SubscriptionError(f"not an underlying name: {name!r:.50}")
+    if len(names) > MAX_UNDERLYINGS:
+        raise SubscriptionError(f"at most {MAX_UNDERLYINGS} underlyings per connection")
     return names
 
 
@@ -160,7 +209,7 @@ def parse_tokens(values: Any) -> set[int]:
         except ValueError:
             token = None
         if token is None or token <= 0:
-            raise SubscriptionError(f"not an instrument token: {value!r}")
+            raise SubscriptionError(f"not an instrument token: {value!r:.50}")
         tokens.add(token)
     if len(tokens) > MAX_TOKENS:
         raise SubscriptionError(f"at most {MAX_TOKENS} tokens per connection")
@@ -171,7 +220,7 @@ def parse_subscription_message(text: str) -> tuple[str, set[str], set[int]]:
     """`{"action": "subscribe"|"unsubscribe", "tokens": [...], "underlying": [...]}`."""
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep for the parser ([[[[...]]]])
         raise SubscriptionError("send 'ping' or a JSON subscription message") from None
     if not isinstance(body, dict):
         raise SubscriptionError("a subscription message is a JSON object")

@@ -13,13 +13,17 @@ from typing import Callable
 
 from app.realtime import metrics
 from app.realtime.clients import Client, Outgoing
-from app.realtime.hub import RealtimeHub
+from app.realtime.hub import TRY_AGAIN_LATER, RealtimeHub
 
 log = logging.getLogger(__name__)
 
-TRY_AGAIN_LATER = 1013
 TOKEN_EXPIRED = 4401  # application range (4000-4999): HTTP 401's number, "reconnect with a fresh token"
 IDLE_WAIT_S = 5.0
+# Closing a socket with unread data resets the connection, and the peer loses what it has not read
+# yet: the close frame (1009 after a message past the size limit). So a socket is closed after
+# sending FIN and discarding what still comes, for at most this long and this much.
+LINGER_S = 1.0
+LINGER_BYTES = 1024 * 1024
 
 
 class SerialSocket:
@@ -33,6 +37,7 @@ class SerialSocket:
     def __init__(self, sock) -> None:
         self._sock = sock
         self._lock = threading.Lock()
+        self.closing = False  # the server has sent its close frame
 
     def send(self, data: bytes) -> int:
         with self._lock:
@@ -41,11 +46,36 @@ class SerialSocket:
 
     sendall = send
 
+    @property
+    def writing(self) -> bool:
+        """A write is under way: seen from another greenlet, one blocked on a full socket buffer."""
+        return self._lock.locked()
+
     def abort(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def recv(self, size: int) -> bytes:
+        # simple_websocket's thread goes on parsing what the client sends after the server's close
+        # frame (a flood, say): end its reading instead, and let close() discard the rest unparsed.
+        return b"" if self.closing else self._sock.recv(size)
+
+    def close(self) -> None:
+        """Close gently (LINGER_S): simple_websocket's thread calls this when the connection ends."""
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            deadline, drained = time.monotonic() + LINGER_S, 0
+            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(64 * 1024)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
+        self._sock.close()
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -88,6 +118,15 @@ def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
             hub.record_slow_disconnect()
     finally:
         hub.remove(client)
+        # The server closes the socket at once when the route returns: let the gentle close finish first.
+        ws.thread.join(LINGER_S + 0.5)
+
+
+def close(ws, code: int, reason: str) -> None:
+    """Send the close frame, and read nothing more of the client's."""
+    ws.close(code, reason)
+    if isinstance(ws.sock, SerialSocket):
+        ws.sock.closing = True
 
 
 def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int],
@@ -97,12 +136,13 @@ def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int
         if outbox.overflowed:
             hub.record_slow_disconnect()
             log.warning("closing a slow WebSocket client", extra={"endpoint": client.endpoint, "client": client.id,
-                                                                  "account_id": getattr(client, "account_id", None)})
-            ws.close(TRY_AGAIN_LATER, f"client too slow: more than {outbox.limit} updates pending")
+                                                                  "account_id": getattr(client, "account_id", None),
+                                                                  "reason": outbox.overflow})
+            close(ws, TRY_AGAIN_LATER, outbox.overflow)
             return
         left_s = None if expires_at is None else expires_at - time.time()
         if left_s is not None and left_s <= 0:
-            ws.close(TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
+            close(ws, TOKEN_EXPIRED, "token expired: reconnect with a fresh one")
             return
         items, dropped = outbox.take(IDLE_WAIT_S if left_s is None else min(IDLE_WAIT_S, left_s))
         if outbox.closed or not ws.connected:
@@ -125,17 +165,28 @@ def _read(ws, client: Client, on_text: Callable[[str], list[str]] | None) -> Non
             data = ws.receive()
             if data is None:
                 continue
+            if client.outbox.overflowed:  # being closed: what the client still sends goes unanswered
+                _drop_if_stuck(ws, client)
+                continue
             if isinstance(data, bytes):
                 data = data.decode(errors="replace")
             if data.strip().lower() == "ping":
-                client.outbox.reply(Outgoing(text="pong"))
+                replies = ["pong"]
             elif on_text is not None:
-                for reply in on_text(data):
-                    client.outbox.reply(Outgoing(text=reply))
+                replies = on_text(data)
             else:
-                client.outbox.reply(Outgoing(text=json.dumps(
-                    {"type": "error", "message": "this socket only understands 'ping'"})))
+                replies = [json.dumps({"type": "error", "message": "this socket only understands 'ping'"})]
+            for reply in replies:
+                client.outbox.reply(Outgoing(text=reply))
     except Exception:  # ConnectionClosed or a dead socket: the sender stops too
         pass
     finally:
         client.outbox.close()
+
+
+def _drop_if_stuck(ws, client: Client) -> None:
+    """Replies wait in the outbox's bounded lane; a client that sends without reading overflows it,
+    and the sender closes the socket (1013). When the sender is stuck writing to that client, no
+    close frame can reach it: drop the connection now rather than go on reading what it sends."""
+    if ws.sock.writing and client.abort is not None:
+        client.abort()

@@ -28,6 +28,16 @@ log = logging.getLogger(__name__)
 PATTERNS = ("orders:*", "ticker:*")
 ORDER_PREFIX = "orders:"
 TICK_PREFIX = "ticker:"
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+
+
+class OverCap(Exception):
+    """No room for another socket under the connection caps: close it with `code` and `reason`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def published_epoch(timestamp: str | None) -> float | None:
@@ -43,15 +53,20 @@ class RealtimeHub:
     def __init__(self, redis_url: str, order_queue_limit: int | None = None,
                  tick_buffer_limit: int | None = None, slow_client_grace_s: float = 2.0) -> None:
         self.redis_url = redis_url
-        # Tunables (WS_ORDER_QUEUE_MAX, WS_TICK_BUFFER_MAX, WS_SEND_BUFFER_BYTES; see app.config).
+        # Tunables (WS_ORDER_QUEUE_MAX, WS_TICK_BUFFER_MAX, WS_SEND_BUFFER_BYTES, WS_MAX_CLIENTS[_PER_KEY];
+        # see app.config).
         settings = get_settings()
         self.order_queue_limit = int(order_queue_limit or settings.ws_order_queue_max)
         self.tick_buffer_limit = int(tick_buffer_limit or settings.ws_tick_buffer_max)
         self.send_buffer_bytes = settings.ws_send_buffer_bytes
+        self.max_clients = settings.ws_max_clients
+        self.max_clients_per_key = settings.ws_max_clients_per_key
         self.slow_client_grace_s = slow_client_grace_s
         self._lock = threading.Lock()
         self._orders_by_account: dict[str | None, set[OrderClient]] = {}
         self._tick_clients: set[TickClient] = set()
+        self._count = 0
+        self._count_by_owner: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._pubsub = None
@@ -87,7 +102,17 @@ class RealtimeHub:
 
     # ---- registry --------------------------------------------------------
     def add(self, client: Client) -> None:
+        """Register a client; OverCap when its key (`client.owner`) or the process has no room left."""
         with self._lock:
+            if client.owner is not None and self._count_by_owner.get(client.owner, 0) >= self.max_clients_per_key:
+                raise OverCap(POLICY_VIOLATION, f"too many WebSockets: at most {self.max_clients_per_key} per key "
+                                                "(in each web process); close one first")
+            if self._count >= self.max_clients:
+                raise OverCap(TRY_AGAIN_LATER, f"server busy: at most {self.max_clients} WebSockets per process; "
+                                               "retry shortly")
+            self._count += 1
+            if client.owner is not None:
+                self._count_by_owner[client.owner] = self._count_by_owner.get(client.owner, 0) + 1
             if isinstance(client, OrderClient):
                 self._orders_by_account.setdefault(client.account_id, set()).add(client)
             elif isinstance(client, TickClient):
@@ -107,6 +132,11 @@ class RealtimeHub:
                 if client not in self._tick_clients:
                     return
                 self._tick_clients.discard(client)
+            self._count -= 1
+            if client.owner is not None:
+                left = self._count_by_owner.pop(client.owner) - 1
+                if left:
+                    self._count_by_owner[client.owner] = left
         client.outbox.close()
         metrics.ACTIVE_CONNECTIONS.labels(client.endpoint).dec()
 
@@ -176,8 +206,7 @@ class RealtimeHub:
         item = Outgoing(text=text, account_id=account_id, seq=body.get("seq"),
                         published_at=published_epoch(body.get("timestamp")))
         for client in targets:
-            if not client.outbox.offer(item) and client.outbox.overflowed and client.overflowed_at is None:
-                client.overflowed_at = time.monotonic()
+            client.outbox.offer(item)
         self.messages_relayed += len(targets)
 
     def _relay_ticks(self, channel: str, text: str) -> None:
@@ -228,8 +257,9 @@ class RealtimeHub:
         """A slow client whose sender is stuck in a blocked send cannot close itself: tear its socket down."""
         now = time.monotonic()
         for client in self.clients():
-            if client.overflowed_at is not None and now - client.overflowed_at > self.slow_client_grace_s:
-                client.overflowed_at = now  # once per grace period
+            overflowed_at = client.outbox.overflowed_at
+            if overflowed_at is not None and now - overflowed_at > self.slow_client_grace_s:
+                client.outbox.overflowed_at = now  # once per grace period
                 if client.abort is not None:
                     try:
                         client.abort()

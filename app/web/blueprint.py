@@ -5,35 +5,36 @@ from http import HTTPStatus
 
 from flask import request
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import ValidationError
-from webargs.flaskparser import FlaskParser
+from webargs.core import missing
+from webargs.flaskparser import FlaskParser, is_json_request
 
-from app.core.validation import nul_fields
 from app.web.errors import ApiError
 from app.web.extensions import ErrorSchema
+from app.web.json_input import decode, json_body, read_body
 
 IDEMPOTENCY_KEY_MAX = 128  # the columns' length
 
 
 class BodyParser(FlaskParser):
-    """webargs' parser with the NUL policy for JSON bodies (app.core.validation: a NUL the raw
-    request check could not see is a 422 naming the field) and, for the blueprints that ask,
-    JSON-object bodies only: 400 for a body that is not JSON, 422 for one that is not an object."""
+    """webargs' parser reading JSON bodies through the service's bounded decoding (app.web.json_input:
+    depth, text and numbers the service cannot store are 4xx, not 500s) and, for the blueprints that
+    ask, JSON-object bodies only: 400 for a body that is not JSON, 422 for one that is not an object."""
 
     def __init__(self, object_bodies: bool = False) -> None:
         super().__init__()
         self.object_bodies = object_bodies
 
+    def _raw_load_json(self, req):  # webargs' hook for load_json, which answers a JSONDecodeError with 400
+        if not is_json_request(req):  # webargs' rule: a body not declared JSON is no JSON body
+            return missing
+        return decode(read_body(req))
+
     def load_json(self, req, schema):
-        body = _json_object(req) if self.object_bodies else super().load_json(req, schema)
-        problems = nul_fields(body)
-        if problems:
-            raise ValidationError(problems)
-        return body
+        return _json_object(req) if self.object_bodies else super().load_json(req, schema)
 
 
 def _json_object(req) -> dict:
-    body = req.get_json(silent=True)
+    body = json_body(req)
     if body is None:
         raise ApiError(400, "request body must be JSON (Content-Type: application/json)")
     if not isinstance(body, dict):

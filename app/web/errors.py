@@ -22,6 +22,7 @@ CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+    499: "client_closed_request",  # nginx's status: the client left before it could be answered
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -87,6 +88,23 @@ def _summarise(details: dict[str, Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _failed_handshake(exc: Exception):
+    """The answer to a WebSocket upgrade that cannot go on, or None for any other failure: the client
+    left during the handshake (its socket closed or reset: 499, which the 5xx error rate leaves out,
+    for nothing went wrong here), or sent a handshake without what RFC 6455 requires (400)."""
+    from flask import request
+    from wsproto.utilities import RemoteProtocolError
+
+    if request.environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return None
+    if isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+        log.info("WebSocket client left during the handshake", extra={"path": request.path, "error": repr(exc)})
+        return error_response(499, "the client closed the connection")
+    if isinstance(exc, RemoteProtocolError):
+        return error_response(400, f"not a WebSocket handshake: {exc}")
+    return None
+
+
 def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     """How the API answers each domain exception that reaches it: the routes let them through
     rather than catching them one by one."""
@@ -150,5 +168,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # a bug, not bad input: log it whole, answer without internals
+        handshake = _failed_handshake(exc)
+        if handshake is not None:
+            return handshake
         log.exception("unhandled error")
         return error_response(500, "internal error")

@@ -6,12 +6,14 @@ session, stream silent while subscriptions exist, no instrument registry yet) â€
 orders queue up and go out when it returns. 503: the
 database or Redis is down, so nothing can be accepted safely.
 
-`sessions` (to a caller with a key: its accounts) shows each active account's Kite session (active until its 06:00 IST, expired since when and
-why, or missing) with its login URL; an expired one makes the broker check `down` (degraded).
-
-`egress` shows how each active account's order requests leave the service (its source
-address or masked proxy; null: the default route), for the operator checking Kite's
-static-IP rule.
+Per-account detail is for a caller with a key, and only about its accounts (every one for an
+admin key); without a key no account is named. The status counts every account all the same:
+- `sessions`: each active account's Kite session (active until its 06:00 IST, expired since when
+  and why, or missing) with its login URL; an expired one makes the broker check `down` (degraded);
+- `checks.broker.accounts`: each account's session at the broker, and in `checks.broker.error`
+  the accounts the broker refuses (without a key: how many);
+- `egress`: how each active account's order requests leave the service (its source address or
+  masked proxy; null: the default route), for the operator checking Kite's static-IP rule.
 """
 from __future__ import annotations
 
@@ -68,11 +70,37 @@ def _redis():
 def _broker():
     # Any HTTP answer means the broker is reachable; each account's session is checked below.
     requests.get(get_settings().kite_api_root + "/", timeout=2)
-    accounts = _broker_accounts()
-    down = sorted(a for a, check in accounts.items() if check["status"] != "ok")
-    if down:
-        raise RuntimeError(f"broker refuses accounts {down}: " + "; ".join(accounts[a]["error"] for a in down[:3]))
-    return {"accounts": accounts}
+    return {"accounts": _broker_accounts()}
+
+
+def _broker_check() -> dict:
+    check = _timed(_broker)
+    if any(c["status"] != "ok" for c in check.get("accounts", {}).values()):
+        check["status"] = "down"  # an account whose session the broker refuses degrades the service
+    return check
+
+
+def _shown_broker(check: dict, may_see) -> dict:
+    """The broker check as this caller may see it: its accounts only, none without a key."""
+    accounts = check.pop("accounts", None)
+    if accounts is None:
+        return check
+    visible = {a: c for a, c in accounts.items() if may_see is not None and may_see(a)}
+    if may_see is not None:
+        check["accounts"] = visible
+    refused = sorted(a for a, c in accounts.items() if c["status"] != "ok")
+    if refused:
+        check["error"] = _refusals(refused, accounts, visible)
+    return check
+
+
+def _refusals(refused: list[str], accounts: dict[str, dict], visible: dict) -> str:
+    named = [a for a in refused if a in visible]
+    hidden = len(refused) - len(named)
+    said = [f"broker refuses accounts {named}: " + "; ".join(accounts[a]["error"] for a in named[:3])] if named else []
+    if hidden:
+        said.append(f"broker refuses {hidden} {'other ' if named else ''}account(s)")
+    return "; ".join(said)
 
 
 def _account_check(creds) -> dict:
@@ -154,8 +182,8 @@ def _stream_heartbeats() -> list[str]:
 
 
 def report(may_see=None) -> tuple[dict, int]:
-    """`may_see(account_id)`: the caller's key may see that account's session (None: no key, none shown)."""
-    checks = {"database": _timed(_database), "redis": _timed(_redis), "broker": _timed(_broker)}
+    """`may_see(account_id)`: the caller's key may see that account's detail (None: no key, no account named)."""
+    checks = {"database": _timed(_database), "redis": _timed(_redis), "broker": _broker_check()}
     body: dict = {"checks": checks}
     critical_down = checks["database"]["status"] != "ok" or checks["redis"]["status"] != "ok"
 
@@ -170,8 +198,8 @@ def report(may_see=None) -> tuple[dict, int]:
             "completed": counts.get("COMPLETE", 0),
             "dead_letter": counts.get("DEAD_LETTER", 0),
         }
-        body["egress"] = _egress()
         if may_see is not None:
+            body["egress"] = {a: e for a, e in _egress().items() if may_see(a)}
             body["sessions"] = _sessions(may_see)
     else:
         subscriptions = 0
@@ -183,9 +211,11 @@ def report(may_see=None) -> tuple[dict, int]:
         checks["stream"] = {"status": "ok" if heartbeats or not subscriptions else "down",
                             "processes": len(heartbeats), "subscriptions": subscriptions}
 
+    # The status counts every account; only then is the broker check cut to what the caller may see.
+    degraded = any(c["status"] != "ok" for c in checks.values())
+    checks["broker"] = _shown_broker(checks["broker"], may_see)
     if critical_down:
         body["status"] = "unavailable"
         return body, 503
-    degraded = any(c["status"] != "ok" for c in checks.values())
     body["status"] = "degraded" if degraded else "ok"
     return body, 200

@@ -4,6 +4,9 @@ and `order_requests_total{operation,status}` for the order routes.
 prometheus-flask-exporter serves /metrics (multiprocess-safe); its own defaults are
 named `http_request_total`, so the app observes requests itself, once, in the
 after-request hook that also sets X-Process-Time.
+
+`status` is the answer's; 499 ("client closed request", app.web.errors) is a WebSocket client that
+left during its handshake — the client's doing, so the 5xx error rate (deploy/alerts.yml) leaves it out.
 """
 from flask import current_app
 from prometheus_client import Counter, Histogram

@@ -21,6 +21,7 @@ WEBHOOK_OUTCOMES = {"delivered", "retrying", "failed"}
 ORDER_REJECTION_REASONS = {"margin", "freeze", "market_closed", "other"}
 MARGIN_CHECK_REQUESTS = {"batch", "order"}
 MARGIN_CHECK_REFUSAL_REASONS = {"insufficient_margin", "unavailable"}
+POSTBACK_VERIFICATION_OUTCOMES = {"confirmed", "refuted", "unverified"}
 STREAM_PUBLISHED_KINDS = {"options", "underlying"}
 STREAM_DROP_REASONS = {"breaker_open", "redis_error", "queue_full"}
 
@@ -35,6 +36,7 @@ def web_series(account_ids) -> list[tuple[str, dict]]:
     series += [("order_rejections_total", {"reason": r}) for r in ORDER_REJECTION_REASONS]
     series += [("margin_check_refusals_total", {"request": r, "reason": why})
                for r in MARGIN_CHECK_REQUESTS for why in MARGIN_CHECK_REFUSAL_REASONS]
+    series += [("postback_verifications_total", {"outcome": o}) for o in POSTBACK_VERIFICATION_OUTCOMES]
     series += [("order_retries_total", {}), ("order_dead_letter_total", {})]
     series += [("circuit_breaker_state", {"account_id": a}) for a in account_ids]
     series += [(name, {"account_id": a}) for name in ("order_budget_used", "order_budget_used_ratio")

@@ -86,3 +86,42 @@ def transition(order_id: str, status: str, **changes):
             setattr(order, name, value)
     order_updates.order_changed(order)
     return order
+
+
+# ---- raw frames, for the abuse tests ----------------------------------------------------------
+
+TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, length: int | None = None) -> bytes:
+    """One client frame as bytes, any of its fields wrong if asked (`length`: the length to claim).
+
+    The mask key is zero, so the payload goes as it is: a legal key that keeps large frames cheap to build.
+    """
+    claimed = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | (rsv & 0x7) << 4 | (opcode & 0xF)])
+    if claimed < 126:
+        head += bytes([0x80 | claimed])
+    elif claimed < 1 << 16:
+        head += bytes([0x80 | 126]) + claimed.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + claimed.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def close_of(ws: websocket.WebSocket, timeout: float) -> tuple[int | None, str]:
+    """Read until the server ends the socket: (close code, reason); (None, "") when it just went away.
+    Other frames are skipped; WaitTimeout when the socket is still open after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        ws.settimeout(remaining)
+        try:
+            opcode, frame = ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            break
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            return None, ""
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = frame.data or b""
+            return (int.from_bytes(data[:2], "big") if len(data) >= 2 else None), data[2:].decode(errors="replace")
+    raise WaitTimeout(f"the socket is still open after {timeout}s")

@@ -14,8 +14,8 @@ class HealthSchema(Schema):
     tasks = fields.Dict(keys=fields.String(), values=fields.Integer())
     queues = fields.Dict(keys=fields.String(), values=fields.Integer())
     egress = fields.Dict(keys=fields.String(), metadata={
-        "description": "per active account, how its order requests leave: {source_address} or {proxy} "
-                       "(credentials masked); null: the default route"})
+        "description": "with a key, per active account it may use, how its order requests leave: {source_address} "
+                       "or {proxy} (credentials masked); null: the default route"})
     sessions = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
         "description": "with a key, per active account it may use, its Kite session: state (active | expired | missing), expires_at, "
                        "expired_at and reason, login_url"})
@@ -26,13 +26,14 @@ class HealthSchema(Schema):
 @blp.alt_response(503, schema=HealthSchema, description="the database or Redis is down")
 @blp.doc(security=[])
 def health():
-    """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down. Open; with a key, also
-    the Kite sessions of the accounts the key may use."""
+    """Health: `ok`, `degraded` (200) or 503 when the database or Redis is down. Open, and then it names no
+    account; with a key, also the detail of the accounts the key may use: `sessions`, `egress` and
+    `checks.broker.accounts` (the status counts every account either way)."""
     return health_checks.report(_accounts_visible_to_caller())  # (body, status)
 
 
 def _accounts_visible_to_caller():
-    """The open endpoint names no account's session without a valid key."""
+    """The open endpoint names no account without a valid key."""
     try:
         return authenticate().may_access
     except ApiError:

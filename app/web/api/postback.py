@@ -2,22 +2,25 @@
 
 Public (no API key): the checksum — SHA-256 of order_id + order_timestamp + the
 order's account api_secret — is the authentication. A wrong one is a 401 and
-changes nothing.
+changes nothing. A right one proves only that the sender knows the secret: what
+would end an order or add fills is confirmed with the broker before it is applied
+(app.orders.postback_verification).
 """
 from __future__ import annotations
 
 from flask import request
 from marshmallow import Schema, fields
 
-from app.core.validation import nul_fields
 from app.orders.reconciliation import apply_postback
 from app.web.blueprint import Blueprint
 from app.web.errors import ApiError
+from app.web.json_input import json_body
 
 blp = Blueprint("postback", __name__, description="Broker order postbacks")
 
-# The body is Kite's order dict as the broker sends it, read whatever its Content-Type
-# (get_json(force=True)), so it is documented by hand rather than parsed by a schema.
+# The body is Kite's order dict as the broker sends it, read whatever its Content-Type (through the
+# service's bounded JSON decoding, app.web.json_input), so it is documented by hand rather than
+# parsed by a schema.
 POSTBACK_BODY = {
     "required": True,
     "description": "Kite's order dict (every field of an order book row) with its checksum",
@@ -39,19 +42,17 @@ POSTBACK_BODY = {
 
 class PostbackResultSchema(Schema):
     status = fields.String(metadata={"enum": ["ok"]})
-    applied = fields.Boolean(metadata={"description": "false when the update was already applied"})
+    applied = fields.Boolean(metadata={"description": "false when nothing changed: the update was already "
+                                                      "applied, or the broker's order history did not confirm it"})
 
 
 @blp.route("/postback/kite", methods=["POST"])
 @blp.response(200, PostbackResultSchema)
-@blp.errors(400, 401, 404)
+@blp.errors(400, 401, 404, 413, 422)
 @blp.doc(security=[], requestBody=POSTBACK_BODY)
 def kite_postback():
     """Apply one Kite order postback (de-duplicated: the same update twice changes nothing)."""
-    body = request.get_json(force=True, silent=True)
+    body = json_body(request, force=True)  # too deep, unstorable text or numbers: 400/422 from the decoding
     if not isinstance(body, dict):
         raise ApiError(400, "postback body must be a JSON object")
-    problems = nul_fields(body)
-    if problems:  # the NUL policy (app.core.validation): no broker sends one
-        raise ApiError(400, "postback rejected: NUL characters are not allowed", details=problems)
     return {"status": "ok", "applied": apply_postback(body) is not None}

@@ -1,4 +1,9 @@
-"""Market-data subscriptions (applied live by the stream process)."""
+"""Market-data subscriptions (applied live by the stream process).
+
+Who may see, change and delete which subscription: app.market.subscriptions (a key's refusals are 403).
+"""
+from contextlib import contextmanager
+
 from marshmallow import Schema, fields, validate
 
 from app.market import subscriptions as subs
@@ -51,23 +56,29 @@ def _view(sub) -> dict:
 
 
 def _apply(tokens, mode, account_id):
-    if account_id:
-        require_account(account_id)
-    else:
-        authenticate()
-    with session_scope() as session:
-        change = subs.subscribe(session, tokens, mode, account_id)
+    caller = require_account(account_id) if account_id else authenticate()
+    with session_scope() as session, _refusal_is_403():
+        change = subs.subscribe(session, tokens, mode, account_id, caller=caller)
     subs.notify_stream()
     return change
+
+
+@contextmanager
+def _refusal_is_403():
+    try:
+        yield
+    except subs.NotPermitted as exc:
+        raise ApiError(403, str(exc)) from None
 
 
 @blp.route("/subscriptions", methods=["POST"])
 @blp.arguments(SubscriptionRequestSchema)
 @blp.response(201, SubscriptionSchema)
 @blp.alt_response(200, schema=SubscriptionSchema, success=True, description="already subscribed (mode updated)")
-@blp.errors(409)
+@blp.errors(403, 409)
 def subscribe(body):
-    """Subscribe an instrument (LTP, QUOTE or FULL); 409 beyond what the accounts can carry."""
+    """Subscribe an instrument (LTP, QUOTE or FULL); 409 beyond what the accounts can carry. 403: another
+    account's subscription, or lowering or pinning a shared one without an admin key."""
     change = _apply([body["instrument_token"]], body["requested_mode"], body.get("account_id"))
     with session_scope() as session:
         sub = session.get(subs.Subscription, body["instrument_token"])
@@ -77,7 +88,7 @@ def subscribe(body):
 @blp.route("/subscriptions/bulk", methods=["POST"])
 @blp.arguments(BulkSubscriptionSchema)
 @blp.response(200, BulkResultSchema)
-@blp.errors(409)
+@blp.errors(403, 409)
 def subscribe_many(body):
     """Subscribe many instruments at once (all or nothing)."""
     change = _apply(body["instrument_tokens"], body["requested_mode"], body.get("account_id"))
@@ -87,21 +98,22 @@ def subscribe_many(body):
 @blp.route("/subscriptions", methods=["GET"])
 @blp.response(200, SubscriptionSchema(many=True))
 def list_subscriptions():
-    authenticate()
+    """The caller's accounts' subscriptions and the shared ones (every one to an admin key)."""
+    caller = authenticate()
     with session_scope() as session:
-        return [_view(s) for s in subs.list_subscriptions(session)]
+        return [_view(s) for s in subs.list_subscriptions(session, caller=caller)]
 
 
-@blp.route("/subscriptions/<int:instrument_token>", methods=["DELETE"])
+# Bounded as the request schemas bound a token: a larger path id matches no route (404), rather than
+# reaching the database, where a number past BIGINT is an error.
+@blp.route(f"/subscriptions/<int(min=1, max={2**40}):instrument_token>", methods=["DELETE"])
 @blp.response(204)
-@blp.errors(404)
+@blp.errors(403, 404)
 def unsubscribe(instrument_token):
-    authenticate()
-    with session_scope() as session:
-        pinned = session.get(subs.Subscription, instrument_token)
-        if pinned is not None and pinned.account_id:
-            require_account(pinned.account_id)  # an account's own subscriptions are its keys' to drop
-        found = subs.unsubscribe(session, instrument_token)
+    """Unsubscribe an instrument; 403 for another account's subscription, or a shared one without an admin key."""
+    caller = authenticate()
+    with session_scope() as session, _refusal_is_403():
+        found = subs.unsubscribe(session, instrument_token, caller=caller)
     if not found:
         raise ApiError(404, f"instrument {instrument_token} is not subscribed")
     subs.notify_stream()

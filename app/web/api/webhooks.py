@@ -80,6 +80,17 @@ def _visible_webhook(session, webhook_id: str):
     return webhook
 
 
+def _visible_delivery(session, delivery_id: str):
+    """The delivery if this key may see its webhook; otherwise not found, in the very words of an
+    unknown delivery id (naming its webhook would tell another account's webhook ids)."""
+    delivery = registry.get_delivery(session, delivery_id)
+    try:
+        _visible_webhook(session, delivery.webhook_id)
+    except registry.WebhookNotFound:
+        raise registry.DeliveryNotFound(delivery_id) from None
+    return delivery
+
+
 @blp.route("/advanced/webhooks", methods=["POST"])
 @blp.arguments(WebhookCreateSchema)
 @blp.response(201, WebhookSchema)
@@ -136,5 +147,5 @@ def list_deliveries(query, webhook_id):
 def redeliver(delivery_id):
     """Deliver again (a new round of attempts), e.g. a FAILED delivery after the receiver is fixed."""
     with session_scope() as session:
-        _visible_webhook(session, registry.get_delivery(session, delivery_id).webhook_id)
+        _visible_delivery(session, delivery_id)
     return delivery_service.redeliver(delivery_id)

@@ -42,15 +42,15 @@ def test_egress_is_registered_shown_changed_and_cleared(client, headers):
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["egress"] == {"source_address": STATIC_IP}
     assert client.get(f"/accounts/{account_id}", headers=admin).get_json()["egress"] == {"source_address": STATIC_IP}
-    assert client.get("/health").get_json()["egress"][account_id] == {"source_address": STATIC_IP}
+    assert client.get("/health", headers=admin).get_json()["egress"][account_id] == {"source_address": STATIC_IP}
 
     changed = client.patch(f"/accounts/{account_id}", headers=admin, json={"egress": {"proxy": PROXY}})
     assert changed.status_code == 200, changed.get_json()
     assert changed.get_json()["egress"] == {"proxy": MASKED_PROXY}
     for response in (changed, client.get(f"/accounts/{account_id}", headers=admin),
-                     client.get("/accounts", headers=admin), client.get("/health")):
+                     client.get("/accounts", headers=admin), client.get("/health", headers=admin)):
         assert "s3cret-pw" not in response.get_data(as_text=True)
-    assert client.get("/health").get_json()["egress"][account_id] == {"proxy": MASKED_PROXY}
+    assert client.get("/health", headers=admin).get_json()["egress"][account_id] == {"proxy": MASKED_PROXY}
     account = stored(account_id)
     assert account.egress_source_address is None
     assert account.egress_proxy_enc and "s3cret-pw" not in account.egress_proxy_enc   # encrypted at rest
@@ -58,7 +58,7 @@ def test_egress_is_registered_shown_changed_and_cleared(client, headers):
     cleared = client.patch(f"/accounts/{account_id}", headers=admin, json={"egress": None})
     assert cleared.status_code == 200 and cleared.get_json()["egress"] is None
     assert client.get(f"/accounts/{account_id}", headers=admin).get_json()["egress"] is None
-    assert client.get("/health").get_json()["egress"][account_id] is None
+    assert client.get("/health", headers=admin).get_json()["egress"][account_id] is None
     account = stored(account_id)
     assert account.egress_source_address is None and account.egress_proxy_enc is None
 

@@ -2,21 +2,7 @@
 import json
 import time
 
-import pytest
-
 from app.core.redis_client import get_redis
-
-
-@pytest.fixture()
-def clean_subscriptions(instruments):
-    from app.core.db import session_scope
-    from app.models import Subscription
-
-    with session_scope() as session:
-        session.query(Subscription).delete()
-    yield
-    with session_scope() as session:
-        session.query(Subscription).delete()
 
 
 def _nifty_tokens(instruments, n):
@@ -30,8 +16,10 @@ def test_subscribe_list_delete_and_stream_is_told(client, headers, clean_subscri
     pubsub.subscribe("stream:control")
     pubsub.get_message(timeout=1)  # subscribe confirmation
 
+    # Pinned to the key's account: its keys may re-mode and delete it (a shared one is admin's to
+    # lower or delete: test_subscription_isolation.py).
     created = client.post("/subscriptions", headers=headers["primary"],
-                          json={"instrument_token": token, "requested_mode": "FULL"})
+                          json={"instrument_token": token, "requested_mode": "FULL", "account_id": "primary"})
     assert created.status_code == 201, created.json
     assert created.json["requested_mode"] == "FULL" and created.json["tradingsymbol"]
     deadline, note = time.monotonic() + 5, None
@@ -40,7 +28,7 @@ def test_subscribe_list_delete_and_stream_is_told(client, headers, clean_subscri
     assert note and json.loads(note["data"]) == {"op": "subscriptions_changed"}
 
     again = client.post("/subscriptions", headers=headers["primary"],
-                        json={"instrument_token": token, "requested_mode": "ltp"})
+                        json={"instrument_token": token, "requested_mode": "ltp", "account_id": "primary"})
     assert again.status_code == 200 and again.json["requested_mode"] == "LTP"
     listed = client.get("/subscriptions", headers=headers["primary"]).json
     assert [s["instrument_token"] for s in listed] == [token]

@@ -9,9 +9,17 @@ printed with a reproducing request, and fail the test at the end.
 
 Bounded and reproducible: hypothesis derandomized, a few examples per operation and
 mode (FUZZ_EXAMPLES scales them), no shrinking, no example database.
+
+`test_hostile_bodies_on_every_json_route` takes the operations with a JSON body and sends valid
+bodies (as schemathesis makes them) with one hostile part put in at a drawn place: nesting past the
+decoder's depth, lone surrogates (in a value or a key), integers past 64 bits (5,000 digits among
+them), floats past double range, NaN and Infinity, NUL; each with a Content-Length or chunked, and
+bodies past MAX_CONTENT_LENGTH chunked. Every answer must be a 4xx in the error shape, and
+nothing may be stored.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 
 import pytest
 import schemathesis
+from sqlalchemy import func, select
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -27,6 +36,8 @@ from schemathesis import GenerationMode
 from schemathesis.core import NotSet
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+
+from app.web.json_input import MAX_DEPTH
 
 # (name, key role or None for no key / "invalid", generation mode, examples per operation)
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
@@ -54,9 +65,9 @@ class Finding:
     body: str
 
 
-def _error_shape_problem(response) -> str | None:
+def _error_shape_problem(content: bytes) -> str | None:
     try:
-        body = json.loads(response.content or b"")
+        body = json.loads(content or b"")
     except ValueError:
         return "error body is not JSON"
     error = body.get("error") if isinstance(body, dict) else None
@@ -130,7 +141,7 @@ def test_fuzz_every_operation(schema, headers, capsys):
                 if response.status_code >= 500:
                     record(op_label, mode, "5xx", case, sent, response)
                 if 400 <= response.status_code < 600:
-                    problem = _error_shape_problem(response)
+                    problem = _error_shape_problem(response.content)
                     if problem:
                         record(op_label, mode, f"error shape: {problem}", case, sent, response)
                 # A plain GET on a WebSocket route is not a handshake: 400 before auth is fine there.
@@ -180,3 +191,157 @@ def test_fuzz_every_operation(schema, headers, capsys):
                for label in (f"{op.method.upper()} {op.path}" for op in operations) for mode, *_ in MODES), \
         "an operation/mode produced no cases"
     assert not findings, f"{len(findings)} distinct fuzzing failures (printed above)"
+
+
+# --- hostile bodies -----------------------------------------------------------------------------------
+
+# A hostile part, as raw JSON text put in place of a value (HOSTILE_KEYS: as a key).
+HOSTILE = {
+    "nested a thousand deep": "[" * 1000 + "]" * 1000,
+    "objects nested a thousand deep": '{"a":' * 1000 + "0" + "}" * 1000,
+    "nested past the limit": "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1),
+    "lone surrogate": '"\\ud800"',
+    "surrogate in text": '"ok\\udfff"',
+    "surrogates in a list": '["\\udbff", "x"]',
+    "5,000-digit integer": "9" * 5000,
+    "integer past 64 bits": str(2**64),
+    "negative integer past 64 bits": str(-2**63 - 1),
+    "float past double": "1e400",
+    "NaN": "NaN",
+    "-Infinity": "-Infinity",
+    "NUL": '"a\\u0000b"',
+}
+HOSTILE_KEYS = {"key with a lone surrogate": '"\\ud800"', "key with a NUL": '"k\\u0000"'}
+PLACEHOLDER = "__hostile__"
+PINNED_PATH_VALUES = {"account_id": PINNED_ACCOUNT}
+HOSTILE_EXAMPLES = 40  # per operation (scaled by FUZZ_EXAMPLES)
+
+
+def _places(value, path=()):
+    """Every place in a JSON value a hostile part can go: the value itself and, within it, each member."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _places(item, (*path, key))
+
+
+def _at(value, path):
+    for step in path:
+        value = value[step]
+    return value
+
+
+def _replaced(value, path, new):
+    """`value` with what is at `path` replaced by `new` (copies along the path; the rest shared)."""
+    if not path:
+        return new
+    head, *rest = path
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[head] = _replaced(value[head], rest, new)
+    return copy
+
+
+def _hostile_text(body, place, part: str) -> str:
+    """`body` as JSON with the hostile part at `place`: as the value there, or for a hostile key, as a
+    key of the object there (of an object around the body when what is there is no object)."""
+    if part in HOSTILE_KEYS:
+        target = _at(body, place)
+        document = (_replaced(body, place, {PLACEHOLDER: 1, **target}) if isinstance(target, dict)
+                    else {PLACEHOLDER: 1, "body": body})
+        return json.dumps(document).replace(f'"{PLACEHOLDER}"', HOSTILE_KEYS[part], 1)
+    return json.dumps(_replaced(body, place, PLACEHOLDER)).replace(f'"{PLACEHOLDER}"', HOSTILE[part], 1)
+
+
+def _send(client, method: str, path: str, raw: bytes, headers: dict, chunked: bool):
+    """With a Content-Length, or as a WSGI server passes a chunked body: no length, the stream ended by it."""
+    if not chunked:
+        return client.open(path, method=method, data=raw, content_type="application/json", headers=headers)
+    return client.open(path, method=method, input_stream=io.BytesIO(raw), content_type="application/json",
+                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def _stored_rows() -> dict:
+    """What a request could have stored (not a batch's rollback orders, which a worker may still be placing)."""
+    from app.core.db import session_scope
+    from app.models import Account, Batch, Order, Subscription, Webhook
+
+    with session_scope() as session:
+        counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                  for model in (Account, Batch, Subscription, Webhook)}
+        counts["orders"] = session.scalar(select(func.count()).select_from(Order).where(Order.role != "rollback"))
+        return counts
+
+
+def _json_operations(schema):
+    operations = [result.ok() for result in schema.get_all_operations()]
+    return [op for op in operations if "application/json" in
+            (op.definition.raw.get("requestBody") or {}).get("content", {})]
+
+
+def test_hostile_bodies_on_every_json_route(schema, app, headers, capsys):
+    client = app.test_client()
+    operations = _json_operations(schema)
+    assert len(operations) >= 10, [f"{op.method} {op.path}" for op in operations]
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    findings: dict[tuple, str] = {}
+    sent: Counter = Counter()
+    before = _stored_rows()
+    started = time.monotonic()
+
+    def check(label: str, kind: str, response, expected=range(400, 500)) -> None:
+        sent[kind] += 1
+        problem = None if response.status_code in expected else f"status {response.status_code}"
+        problem = problem or _error_shape_problem(response.get_data())
+        if problem and (label, kind) not in findings:
+            findings[(label, kind)] = f"{problem}: {ascii(response.get_data()[:200])}"
+
+    for operation in operations:
+        label = f"{operation.method.upper()} {operation.path}"
+        path = operation.path
+        for name in [p.name for p in operation.path_parameters]:
+            path = path.replace("{" + name + "}", PINNED_PATH_VALUES.get(name, "0123456789abcdef0123456789abcdef"))
+        method = operation.method.upper()
+        strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+        bodies = []
+
+        def send_hostile(body, place, part, chunked):
+            raw = _hostile_text(body, place, part).encode()
+            response = _send(client, method, path, raw, headers["admin"], chunked)
+            check(label, f"{part}{' (chunked)' if chunked else ''} at {'.'.join(map(str, place)) or 'the top'}",
+                  response)
+
+        @settings(max_examples=max(1, int(HOSTILE_EXAMPLES * SCALE)), derandomize=True, database=None,
+                  deadline=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(data=st.data())
+        def attack(data):
+            case = data.draw(strategy)
+            body = None if isinstance(case.body, NotSet) else case.body
+            place = data.draw(st.sampled_from(list(_places(body))), label="place")
+            part = data.draw(st.sampled_from(sorted({**HOSTILE, **HOSTILE_KEYS})), label="hostile part")
+            chunked = data.draw(st.booleans(), label="chunked")
+            bodies.append(body)
+            send_hostile(body, place, part, chunked)
+
+        attack()
+        # Every hostile part, either way framed, at least once: in the first member of a body drawn above.
+        body = bodies[0]
+        first_member = (next(iter(body)),) if isinstance(body, dict) and body else ()
+        for part in [*HOSTILE, *HOSTILE_KEYS]:
+            for chunked in (False, True):
+                send_hostile(body, () if part in HOSTILE_KEYS else first_member, part, chunked)
+        # Past the size limit: blanks after a body, so that a body cut at the limit would still be JSON.
+        padded = json.dumps({"padding": True}).encode() + b" " * (limit + 1)
+        check(label, "past MAX_CONTENT_LENGTH (chunked)",
+              _send(client, method, path, padded, headers["admin"], chunked=True), expected=(413,))
+        check(label, "past MAX_CONTENT_LENGTH",
+              _send(client, method, path, padded, headers["admin"], chunked=False), expected=(413,))
+    elapsed = time.monotonic() - started
+
+    with capsys.disabled():
+        print(f"\nhostile bodies: {len(operations)} JSON operations, {sum(sent.values())} requests, "
+              f"{len(findings)} failures, {elapsed:.1f} s")
+        for (label, kind), problem in sorted(findings.items()):
+            print(f"  [{kind}] {label}: {problem}")
+    assert not findings, f"{len(findings)} hostile bodies not refused with a 4xx in the error shape (printed above)"
+    assert _stored_rows() == before, "a hostile body stored something"

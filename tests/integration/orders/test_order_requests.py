@@ -13,6 +13,9 @@ from sqlalchemy import func, select
 from app.core.db import new_session
 from app.models import Order
 from app.broker.rate_limit import order_rate_limiter
+from app.accounts import Credentials
+from app.broker.client import kite_client
+from tests.support.environment import BROKER_ACCOUNTS
 from tests.support.orders import market_order, resting_limit_order
 from tests.support.waiting import wait_for
 
@@ -174,25 +177,35 @@ def _signed(order_row: dict, secret: str) -> dict:
     return {**order_row, "checksum": checksum}
 
 
-def test_postback_with_wrong_checksum_is_401_and_changes_nothing(orders, client, future, accounts):
-    placed = orders.place(resting_limit_order(orders.broker, future)).get_json()
-    before = orders.wait_status(placed["id"], "OPEN")
-    row = orders.broker_orders(before["tag"])[0]
-    forged = _signed({**row, "status": "COMPLETE", "filled_quantity": row["quantity"]}, "not-the-secret")
-    response = client.post("/postback/kite", data=json.dumps(forged), content_type="application/json")
-    assert response.status_code == 401
-    after = orders.get(placed["id"]).get_json()
-    assert after["status"] == "OPEN" and after["filled_quantity"] == 0
-    assert len(after["events"]) == len(before["events"])
+def test_postback_with_wrong_checksum_is_401_and_changes_nothing(orders, client, future, accounts, live_server):
+    orders.broker.settings(postback_url="")  # the genuine update below is ours to deliver
+    try:
+        placed = orders.place(resting_limit_order(orders.broker, future)).get_json()
+        before = orders.wait_status(placed["id"], "OPEN")
+        row = orders.broker_orders(before["tag"])[0]
+        forged = _signed({**row, "status": "COMPLETE", "filled_quantity": row["quantity"]}, "not-the-secret")
+        response = client.post("/postback/kite", data=json.dumps(forged), content_type="application/json")
+        assert response.status_code == 401
+        after = orders.get(placed["id"]).get_json()
+        assert after["status"] == "OPEN" and after["filled_quantity"] == 0
+        assert len(after["events"]) == len(before["events"])
 
-    # a genuine update, delivered twice (postback and WebSocket both do): applied once
-    genuine = _signed({**row, "status": "CANCELLED"}, accounts["primary"]["api_secret"])
-    assert client.post("/postback/kite", json=genuine).status_code == 200
-    assert client.post("/postback/kite", json=genuine).status_code == 200
-    record = orders.get(placed["id"]).get_json()
-    assert record["status"] == "CANCELLED"
-    assert [e["to_status"] for e in record["events"]].count("CANCELLED") == 1
-    assert client.post("/postback/kite", json={"order_id": "x"}).status_code == 400
+        # a genuine update (the order cancelled at the broker: a postback's final status is checked
+        # there, test_postback_verification.py), delivered twice (postback and WebSocket both do): applied once
+        creds = BROKER_ACCOUNTS["primary"]
+        kite = kite_client(Credentials("primary", creds["api_key"], creds["api_secret"], creds["access_token"]))
+        order_rate_limiter().acquire("primary", placement=False, max_wait_s=5)  # the workers' rate, shared
+        kite.cancel_order("regular", before["broker_order_id"])
+        genuine = _signed(orders.broker_orders(before["tag"])[0], accounts["primary"]["api_secret"])
+        assert genuine["status"] == "CANCELLED"
+        assert client.post("/postback/kite", json=genuine).status_code == 200
+        assert client.post("/postback/kite", json=genuine).status_code == 200
+        record = orders.get(placed["id"]).get_json()
+        assert record["status"] == "CANCELLED"
+        assert [e["to_status"] for e in record["events"]].count("CANCELLED") == 1
+        assert client.post("/postback/kite", json={"order_id": "x"}).status_code == 400
+    finally:
+        orders.broker.settings(postback_url=f"{live_server.url}/postback/kite")
 
 
 def test_websocket_order_update_is_deduplicated(orders, future):

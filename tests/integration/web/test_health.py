@@ -1,4 +1,6 @@
-"""/health: ok with its checks, 503 when Redis is down, back when it returns."""
+"""/health: ok with its checks, 503 when Redis is down, back when it returns; accounts named only to their keys."""
+import json
+
 from launcher.embedded_redis import EmbeddedRedis
 
 
@@ -36,11 +38,46 @@ def test_health_degraded_when_broker_unreachable(client, settings_override):
     assert body["status"] == "degraded"
 
 
-def test_health_checks_each_accounts_broker_session(client, accounts, paper_broker):
+def test_health_checks_each_accounts_broker_session(client, headers, accounts, paper_broker):
     from app.core.redis_client import get_redis
 
     get_redis().delete(*[f"health:broker:{a}" for a in accounts])
-    body = client.get("/health").json
+    body = client.get("/health", headers=headers["admin"]).json
     assert body["checks"]["broker"]["status"] == "ok", body
     assert {"primary", "other"} <= set(body["checks"]["broker"]["accounts"])
     assert body["checks"]["broker"]["accounts"]["primary"]["status"] == "ok"
+
+
+def test_health_names_accounts_only_to_their_keys(client, headers, accounts, paper_broker):
+    """Issue #21: the open /health named every account (broker checks, refusals, egress)."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.core.redis_client import get_redis
+    from app.models import Account
+
+    with session_scope() as session:
+        account_ids = set(session.scalars(select(Account.id)))
+    redis = get_redis()
+    redis.delete(*[f"health:broker:{a}" for a in account_ids])
+    # The broker refuses `other` (its cached check says so): the service is degraded for everyone.
+    redis.set("health:broker:other", json.dumps({"status": "down", "error": "TokenException: other's token"}), ex=30)
+    try:
+        open_body = client.get("/health").get_data(as_text=True)
+        as_primary = client.get("/health", headers=headers["primary"]).json
+        as_admin = client.get("/health", headers=headers["admin"]).json
+    finally:
+        redis.delete("health:broker:other")
+
+    opened = json.loads(open_body)
+    assert opened["status"] == as_primary["status"] == as_admin["status"] == "degraded"
+    assert opened["checks"]["broker"]["status"] == "down"
+    assert opened["checks"]["broker"]["error"].startswith("broker refuses ")
+    assert "accounts" not in opened["checks"]["broker"] and "egress" not in opened and "sessions" not in opened
+    assert not [a for a in account_ids if f"'{a}'" in open_body or f'"{a}"' in open_body]
+
+    broker = as_primary["checks"]["broker"]
+    assert set(broker["accounts"]) == set(as_primary["egress"]) == set(as_primary["sessions"]) == {"primary"}
+    assert "other" not in json.dumps(broker["accounts"]) and "other's token" not in broker["error"]
+    assert "other" in as_admin["checks"]["broker"]["error"] and "other's token" in as_admin["checks"]["broker"]["error"]
+    assert {"primary", "other"} <= set(as_admin["egress"]) & set(as_admin["checks"]["broker"]["accounts"])

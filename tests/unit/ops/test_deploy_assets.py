@@ -36,6 +36,7 @@ METRIC_MODULES = {
     "app.batches.metrics": "web",  # likewise
     "app.orders.rejections": "web",  # likewise (counted wherever a rejection is applied)
     "app.broker.margin_check": "web",  # likewise (counted where the margin is checked)
+    "app.orders.postback_verification": "web",  # likewise (counted where a postback is verified)
     "workers.stream.metrics": "stream",
 }
 

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from tests.support.metric_series import (BATCH_STATUSES, MARGIN_CHECK_REFUSAL_REASONS, MARGIN_CHECK_REQUESTS,
-                                         ORDER_REJECTION_REASONS, STREAM_DROP_REASONS, STREAM_PUBLISHED_KINDS,
-                                         WEBHOOK_OUTCOMES, WEBSOCKET_ENDPOINTS, assert_at_zero)
+                                         ORDER_REJECTION_REASONS, POSTBACK_VERIFICATION_OUTCOMES,
+                                         STREAM_DROP_REASONS, STREAM_PUBLISHED_KINDS, WEBHOOK_OUTCOMES,
+                                         WEBSOCKET_ENDPOINTS, assert_at_zero)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -75,6 +76,14 @@ def test_order_rejection_reasons_are_the_ones_counted():
     assert set(REJECTION_REASONS) == ORDER_REJECTION_REASONS
     assert {rejection_reason(text) for text in ("RMS:Margin Exceeds", "Check freeze quantity",
                                                 "Markets are closed right now.", "")} == ORDER_REJECTION_REASONS
+
+
+def test_postback_verification_outcomes_are_the_ones_counted():
+    from app.orders.postback_verification import OUTCOMES
+
+    counted = set(re.findall(r'postback_verifications_total\.inc\(outcome="(\w+)"\)',
+                             _source("app/orders/postback_verification.py")))
+    assert counted == set(OUTCOMES) == POSTBACK_VERIFICATION_OUTCOMES
 
 
 def test_stream_label_values_are_the_ones_counted():

@@ -67,12 +67,32 @@ def test_derivatives_trade_in_lots_with_nrml_or_mis():
 
 
 def test_prices_must_be_on_the_instruments_tick():
-    assert errors(body(order_type="LIMIT", price=100.03)) == {"price": ["price must be a multiple of the tick size 0.05"]}
+    assert errors(body(order_type="LIMIT", price=100.03)) == {
+        "price": ["price must be a positive multiple of the tick size 0.05"]}
     assert errors(body(NIFTY_FUT, order_type="LIMIT", price=24000.05)) == {
-        "price": ["price must be a multiple of the tick size 0.1"]}
+        "price": ["price must be a positive multiple of the tick size 0.1"]}
     assert errors(body(order_type="SL", price=100.0, trigger_price=99.99)) == {
-        "trigger_price": ["trigger_price must be a multiple of the tick size 0.05"]}
+        "trigger_price": ["trigger_price must be a positive multiple of the tick size 0.05"]}
     assert validate_order(body(NIFTY_FUT, order_type="LIMIT", price=24000.3))["price"] == Decimal("24000.30")
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"order_type": "LIMIT", "price": 1e-320}, "price"),      # was stored as 0.00 and rejected by the broker
+    ({"order_type": "LIMIT", "price": 5e-324}, "price"),
+    ({"order_type": "LIMIT", "price": 0.0049}, "price"),
+    ({"order_type": "SL-M", "trigger_price": 1e-300}, "trigger_price"),
+    ({"order_type": "SL", "price": 1e-320, "trigger_price": 1e-320}, "price"),
+])
+def test_a_price_below_one_tick_is_no_price(changes, field):
+    assert errors(body(**changes))[field] == [f"{field} must be a positive multiple of the tick size 0.05"]
+
+
+@pytest.mark.parametrize("price, stored", [(0.05, "0.05"), (0.05 * 3, "0.15"), (1e9, "1000000000.00"),
+                                           (0.1 + 0.2, "0.30"), (24000.3, "24000.30")])
+def test_a_price_a_whole_number_of_ticks_away_is_on_the_tick(price, stored):
+    """Decimal steps from the float as written; float noise of a computed price (0.1 + 0.2) passes."""
+    instrument = NIFTY_FUT if price == 24000.3 else INFY
+    assert validate_order(body(instrument, order_type="LIMIT", price=price))["price"] == Decimal(stored)
 
 
 @pytest.mark.parametrize("changes, field, message", [
@@ -192,7 +212,7 @@ def test_a_modification_is_checked_against_the_order_it_changes():
     assert modification_errors(placed(filled_quantity=150), {"quantity": 75}) == {
         "quantity": ["quantity must not be below the filled quantity"]}
     assert modification_errors(placed(), {"price": 120.52}) == {
-        "price": ["price must be a multiple of the tick size 0.05"]}
+        "price": ["price must be a positive multiple of the tick size 0.05"]}
     assert modification_errors(placed(), {"order_type": "SL"}) == {
         "trigger_price": ["trigger_price is required for SL orders"]}
 
