@@ -67,6 +67,7 @@ class AdminRoutes:
             "faults": sim.faults.as_dict(),
             "faults_consumed": dict(sim.faults.consumed),
             "rate_limited": sim.limiter.rejected,
+            "rate_limited_by_class": dict(sim.limiter.rejected_by_class),  # order, quote, historical, other
             "ticker": sim.ticker.state(),
             "postbacks": sim.postbacks.state(),
             "market": {"steps": sim.market.steps, "frozen": sim.market.frozen},

@@ -40,6 +40,7 @@ class RateLimiter:
         self.limits = limits
         self._windows: dict[tuple, list] = {}  # (api_key, name) -> [window index, count]
         self.rejected = 0
+        self.rejected_by_class: dict[str, int] = {ORDER: 0, QUOTE: 0, HISTORICAL: 0, OTHER: 0}
 
     def _admit(self, api_key: str, name: str, limit: int, window_s: int, now: float, offset_s: int = 0) -> bool:
         index = int((now + offset_s) // window_s)
@@ -69,6 +70,7 @@ class RateLimiter:
             error = order_count_exceeded()
         if error is not None:
             self.rejected += 1
+            self.rejected_by_class[request_class] += 1
         return error
 
     def order_limits(self) -> dict:

@@ -74,7 +74,9 @@ def test_health_names_accounts_only_to_their_keys(client, headers, accounts, pap
     assert opened["checks"]["broker"]["status"] == "down"
     assert opened["checks"]["broker"]["error"].startswith("broker refuses ")
     assert "accounts" not in opened["checks"]["broker"] and "egress" not in opened and "sessions" not in opened
-    assert not [a for a in account_ids if f"'{a}'" in open_body or f'"{a}"' in open_body]
+    # The body's own vocabulary (queue, check and task names) may equal an account id another test made.
+    vocabulary = set(opened.get("queues", {})) | set(opened["checks"]) | set(opened.get("tasks", {}))
+    assert not [a for a in account_ids - vocabulary if f"'{a}'" in open_body or f'"{a}"' in open_body]
 
     broker = as_primary["checks"]["broker"]
     assert set(broker["accounts"]) == set(as_primary["egress"]) == set(as_primary["sessions"]) == {"primary"}
