@@ -14,7 +14,6 @@ import logging
 from app.core.redis_client import get_redis
 from app.market.subscriptions import CONTROL_CHANNEL
 from app.orders.updates import publish
-from app.web.health import BROKER_CHECK_KEY
 from app.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,6 @@ def session_started(account_id: str, view: dict) -> int:
 
     publish(account_id, {"account_id": account_id, **view}, SESSION_MESSAGE)
     _wake_stream(account_id)
-    try:
-        get_redis().delete(BROKER_CHECK_KEY.format(account=account_id))  # /health checks the new token at once
-    except Exception:
-        pass
     try:
         return release(account_id)
     except Exception:  # the reconciler re-enqueues QUEUED orders of a live account in time

@@ -42,7 +42,7 @@ def hold(order_id: str, from_submitting: bool = False, held: bool = True) -> str
     result = {"status": QUEUED}
 
     def apply(session, order):
-        if from_submitting and order.status != SUBMITTING or not from_submitting and order.status != QUEUED:
+        if order.status != (SUBMITTING if from_submitting else QUEUED):
             result["status"] = order.status
             return False
         expiry = expiry_of(order)

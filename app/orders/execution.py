@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 
-from kiteconnect import exceptions as kite_errors
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.broker.circuit_breaker import order_circuit_breaker
-from app.broker.client import broker_client, forget_client
+from app.broker.client import broker_client
 from app.broker.errors import describe, is_final_rejection
 from app.broker.order_budget import order_budget
 from app.broker.order_limit_keys import order_limit_key_of
@@ -34,7 +33,8 @@ from app.core.config import get_settings
 from app.core.db import new_session
 from app.models import Order, utcnow
 from app.kite_session.held_orders import HELD, hold
-from app.kite_session.state import is_live, mark_expired
+from app.kite_session.refusals import noticed
+from app.kite_session.state import is_live
 from app.orders import metrics as order_metrics
 from app.orders.parents import PARENT
 from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
@@ -166,12 +166,10 @@ def _fail_transient(order_id: str, error: str, max_attempts: int, countdown: flo
     return outcome
 
 
-def _session_refused(order_id: str, account_id: str, error: str, kite, hold_when_dead: bool) -> Outcome:
-    """The broker refused the account's access token (TokenException): never a transient failure.
-    The session is marked expired; the order is held for the next login (or rejected, for a batch
-    leg). When the token was an old one a newer login has replaced, the order goes again at once."""
-    refused_token = getattr(kite, "access_token", None)
-    mark_expired(account_id, error, "order", access_token=refused_token)
+def _session_refused(order_id: str, account_id: str, error: str, hold_when_dead: bool) -> Outcome:
+    """After the broker refused the account's access token (its session now marked expired): the order is
+    held for the next login (or rejected, for a batch leg). When the token was an old one a newer login
+    has replaced, the order goes again at once."""
     if is_live(account_id):  # a newer token is stored: this process's client was stale
         hold(order_id, from_submitting=True, held=False)
         return Outcome("defer", countdown=0.05, status=QUEUED)
@@ -256,10 +254,9 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
     except Exception as exc:  # classified below; anything unknown is treated as transient
         publish_claim()
         error = describe(exc)
-        if isinstance(exc, kite_errors.TokenException):
+        if noticed(account_id, exc, "order", kite):  # the broker refused the token: never transient
             breaker.record_success(account_id)  # the broker answered: it is healthy
-            forget_client(account_id)
-            return _session_refused(order_id, account_id, error, kite, hold_when_session_dead)
+            return _session_refused(order_id, account_id, error, hold_when_session_dead)
         if is_final_rejection(exc):
             breaker.record_success(account_id)  # the broker answered: it is healthy
             rejected = _reject(order_id, error)

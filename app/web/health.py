@@ -111,10 +111,22 @@ def _account_check(creds) -> dict:
     kite = kite_client(creds, timeout=2)
     try:
         kite.profile()
-        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "checked_at": time.time()}
     except Exception as exc:
         noticed(creds.account_id, exc, "health", kite)  # a refused token: the session has expired
-        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200]}
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:200], "checked_at": time.time()}
+
+
+def _cached_check(cached: bytes | None, login_at: datetime | None) -> dict | None:
+    """A cached check, unless it was made before the account's latest login (it tested the old token)."""
+    if not cached:
+        return None
+    check = json.loads(cached)
+    checked_at = check.pop("checked_at", None)
+    if checked_at is not None and login_at is not None and checked_at < login_at.timestamp():
+        return None
+    return check
 
 
 def _broker_accounts() -> dict[str, dict]:
@@ -137,17 +149,18 @@ def _broker_accounts() -> dict[str, dict]:
                 results[account.id] = {"status": "down", "error": f"Kite session expired at {view['expired_at']}: "
                                                                   f"log in again at {view['login_url']}"}
                 continue
-            cached = redis.get(BROKER_CHECK_KEY.format(account=account.id))
+            cached = _cached_check(redis.get(BROKER_CHECK_KEY.format(account=account.id)), account.session_login_at)
             if cached:
-                results[account.id] = json.loads(cached)
+                results[account.id] = cached
             else:
                 missing.append(credentials(account))
     if missing:
         with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
             for creds, check in zip(missing, pool.map(_account_check, missing)):
-                results[creds.account_id] = check
                 redis.set(BROKER_CHECK_KEY.format(account=creds.account_id), json.dumps(check),
                           ex=BROKER_CHECK_TTL_S)
+                check.pop("checked_at")
+                results[creds.account_id] = check
     return results
 
 

@@ -5,6 +5,19 @@ from tests.support.environment import BROKER_ACCOUNTS
 from tests.support.waiting import wait_for
 
 
+def cancel_at_broker(broker_order_id: str, account: str = "primary") -> None:
+    """Cancel an order at the broker behind the service's back, with the account's own credentials,
+    within the account's order rate that the workers share."""
+    from app.accounts import Credentials
+    from app.broker.client import kite_client
+    from app.broker.rate_limit import order_rate_limiter
+
+    creds = BROKER_ACCOUNTS[account]
+    kite = kite_client(Credentials(account, creds["api_key"], creds["api_secret"], creds["access_token"]))
+    order_rate_limiter().acquire(account, placement=False, max_wait_s=5)
+    kite.cancel_order("regular", broker_order_id)
+
+
 def market_order(instrument, **changes) -> dict:
     body = {"exchange": instrument.exchange, "tradingsymbol": instrument.tradingsymbol,
             "transaction_type": "BUY", "quantity": instrument.lot_size, "product": "NRML",

@@ -12,11 +12,7 @@ from sqlalchemy import func, select
 
 from app.core.db import new_session
 from app.models import Order
-from app.broker.rate_limit import order_rate_limiter
-from app.accounts import Credentials
-from app.broker.client import kite_client
-from tests.support.environment import BROKER_ACCOUNTS
-from tests.support.orders import market_order, resting_limit_order
+from tests.support.orders import cancel_at_broker, market_order, resting_limit_order
 from tests.support.waiting import wait_for
 
 
@@ -192,10 +188,7 @@ def test_postback_with_wrong_checksum_is_401_and_changes_nothing(orders, client,
 
         # a genuine update (the order cancelled at the broker: a postback's final status is checked
         # there, test_postback_verification.py), delivered twice (postback and WebSocket both do): applied once
-        creds = BROKER_ACCOUNTS["primary"]
-        kite = kite_client(Credentials("primary", creds["api_key"], creds["api_secret"], creds["access_token"]))
-        order_rate_limiter().acquire("primary", placement=False, max_wait_s=5)  # the workers' rate, shared
-        kite.cancel_order("regular", before["broker_order_id"])
+        cancel_at_broker(before["broker_order_id"])
         genuine = _signed(orders.broker_orders(before["tag"])[0], accounts["primary"]["api_secret"])
         assert genuine["status"] == "CANCELLED"
         assert client.post("/postback/kite", json=genuine).status_code == 200
@@ -227,9 +220,6 @@ def test_reconciliation_repairs_missed_updates_and_lost_tasks(orders, client, he
     from app.orders.service import new_order, request_hash
     from app.orders.schemas import validate_order
     from app.orders.states import QUEUED, record_event
-    from app.broker.client import kite_client
-    from app.accounts import Credentials
-    from tests.support.environment import BROKER_ACCOUNTS
     from workers.tasks.orders import reconcile_open_orders
 
     # 1. a missed update: the postback is lost, the order is cancelled at the broker behind our back
@@ -237,10 +227,7 @@ def test_reconciliation_repairs_missed_updates_and_lost_tasks(orders, client, he
     try:
         placed = orders.place(resting_limit_order(orders.broker, future)).get_json()
         record = orders.wait_status(placed["id"], "OPEN")
-        creds = BROKER_ACCOUNTS["primary"]
-        kite = kite_client(Credentials("primary", creds["api_key"], creds["api_secret"], creds["access_token"]))
-        order_rate_limiter().acquire("primary", placement=False, max_wait_s=5)  # the workers' rate, shared
-        kite.cancel_order("regular", record["broker_order_id"])
+        cancel_at_broker(record["broker_order_id"])
         assert orders.get(placed["id"]).get_json()["status"] == "OPEN"
 
         # 2. a lost task: an order recorded QUEUED but never enqueued

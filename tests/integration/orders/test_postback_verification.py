@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from app.accounts import Credentials
-from app.broker.client import kite_client
-from app.broker.rate_limit import order_rate_limiter
-from tests.support.environment import BROKER_ACCOUNTS
 from tests.support.metric_series import samples
-from tests.support.orders import resting_limit_order
+from tests.support.orders import cancel_at_broker, resting_limit_order
 
 
 def signed(row: dict, secret: str) -> dict:
@@ -52,10 +48,7 @@ def test_true_final_postback_applies_at_once(orders, client, future, accounts, l
     try:
         placed = orders.place(resting_limit_order(orders.broker, future)).get_json()
         record = orders.wait_status(placed["id"], "OPEN")
-        creds = BROKER_ACCOUNTS["primary"]
-        kite = kite_client(Credentials("primary", creds["api_key"], creds["api_secret"], creds["access_token"]))
-        order_rate_limiter().acquire("primary", placement=False, max_wait_s=5)  # the workers' rate, shared
-        kite.cancel_order("regular", record["broker_order_id"])
+        cancel_at_broker(record["broker_order_id"])
         row = orders.broker_orders(record["tag"])[0]
         assert row["status"] == "CANCELLED"
         counted = verifications(client)
