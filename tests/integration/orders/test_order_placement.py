@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import time
 
-from app.broker.rate_limit import order_rate_limiter
-from tests.support.orders import market_order
+from tests.support.orders import market_order, place_at_broker
 from tests.support.waiting import wait_for
 
 
@@ -147,9 +146,9 @@ def test_dead_lettered_order_found_at_the_broker_is_repaired_by_reconciliation(o
         order_id, tag = order.id, order.tag
     creds = accounts["primary"]
     kite = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=orders.broker.root)
-    order_rate_limiter().acquire("primary", max_wait_s=5)  # share the account's broker rate with the workers
-    kite.place_order("regular", option.exchange, option.tradingsymbol, "BUY", option.lot_size, "NRML",
-                     "MARKET", market_protection=-1, tag=tag)
+    place_at_broker(kite, variety="regular", exchange=option.exchange, tradingsymbol=option.tradingsymbol,
+                    transaction_type="BUY", quantity=option.lot_size, product="NRML", order_type="MARKET",
+                    market_protection=-1, tag=tag)
 
     reconcile_account("primary")
     record = orders.get(order_id).get_json()

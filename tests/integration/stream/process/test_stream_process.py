@@ -6,8 +6,8 @@ import time
 
 import websocket
 
-from app.broker.rate_limit import order_rate_limiter
 from tests.support.channels import ChannelListener
+from tests.support.orders import place_at_broker
 from tests.support.processes import StreamProcess
 from tests.support.waiting import wait_for
 
@@ -131,9 +131,9 @@ def test_order_updates_from_the_ticker_reach_the_order_record(stream, paper_brok
     try:
         creds = accounts["primary"]
         kite = KiteConnect(creds["api_key"], access_token=creds["access_token"], root=paper_broker.root)
-        order_rate_limiter().acquire("primary", max_wait_s=5)  # share the account's broker rate with the workers
-        kite.place_order("regular", "NFO", option.tradingsymbol, "BUY", option.lot_size, "NRML", "MARKET",
-                         market_protection=-1, tag=tag)
+        place_at_broker(kite, variety="regular", exchange="NFO", tradingsymbol=option.tradingsymbol,
+                        transaction_type="BUY", quantity=option.lot_size, product="NRML", order_type="MARKET",
+                        market_protection=-1, tag=tag)
 
         def complete():
             with session_scope() as session:
