@@ -46,8 +46,11 @@ task_queues = [
 task_routes = {
     "workers.tasks.orders.*": {"queue": "orders"},
     "workers.tasks.batches.*": {"queue": "batches"},
+    # The kill switch runs beside the batches, never behind a backlog of single orders.
+    "workers.tasks.risk.*": {"queue": "batches"},
     "workers.tasks.webhooks.*": {"queue": "webhooks"},
     "workers.tasks.maintenance.*": {"queue": "maintenance"},
+    "workers.tasks.risk_limits.*": {"queue": "maintenance"},
 }
 
 
@@ -60,9 +63,15 @@ class crontab_ist(crontab):
 beat_schedule = {
     "reconcile-open-orders": {"task": "workers.tasks.orders.reconcile_open_orders", "schedule": 5.0},
     "settle-stuck-batches": {"task": "workers.tasks.batches.settle_stuck_batches", "schedule": 15.0},
+    # A kill switch whose run went silent (its worker died) is carried on by another.
+    "resume-stalled-kill-switches": {"task": "workers.tasks.risk.resume_stalled_kill_switches", "schedule": 10.0},
     "requeue-stranded-webhooks": {"task": "workers.tasks.webhooks.requeue_stranded_deliveries", "schedule": 60.0},
     # Sessions whose 06:00 IST passed with no broker call to say so; held orders whose TTL lapsed.
     "check-kite-sessions": {"task": "workers.tasks.maintenance.check_kite_sessions", "schedule": 30.0},
+    # The day's P&L of accounts with a daily loss limit (app.risk.daily_loss: intake recomputes a figure
+    # older than 10 s); a late run is dropped, the next one is due anyway.
+    "refresh-daily-pnl": {"task": "workers.tasks.risk_limits.refresh_daily_pnl", "schedule": 5.0,
+                          "options": {"expires": 5.0}},
     # Kite publishes the day's instrument dump around 08:00 IST; load it before the 09:15 open.
     "refresh-instruments-daily": {
         "task": "workers.tasks.maintenance.refresh_instruments",

@@ -89,8 +89,54 @@ class Account(Base):
     session_expires_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
     session_expired_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
     session_error: Mapped[Optional[str]] = mapped_column(Text)
+    # Halted by a kill switch (app.risk.halt): no new order until POST /accounts/{id}/resume.
+    halted_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    halted_reason: Mapped[Optional[str]] = mapped_column(Text)
+    halted_by: Mapped[Optional[str]] = mapped_column(String(64))
+    halted_kill_switch_id: Mapped[Optional[str]] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class KillSwitch(Base):
+    """One kill-switch operation on an account (app.risk.kill_switch): its steps as they happen, and
+    the run driving it — a run whose heartbeat stops is taken over by another."""
+
+    __tablename__ = "kill_switches"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_kill_switches_account_id_idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="running", index=True)  # running | done | failed
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    requested_by: Mapped[Optional[str]] = mapped_column(String(64))
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(128))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    holder: Mapped[Optional[str]] = mapped_column(String(128))
+    heartbeat_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+
+
+class AccountLimits(Base):
+    """An account's risk limits, checked at intake (app.risk.limits); null: no such limit."""
+
+    __tablename__ = "account_limits"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    # Underlying (as Kite names it, "NIFTY") → lots per order; "*": any underlying not named.
+    max_lots_per_order: Mapped[Optional[dict[str, int]]] = mapped_column(JSON)
+    max_order_value: Mapped[Optional[Decimal]] = mapped_column(Money)
+    max_open_orders: Mapped[Optional[int]] = mapped_column(Integer)
+    max_daily_loss: Mapped[Optional[Decimal]] = mapped_column(Money)
+    on_breach: Mapped[str] = mapped_column(String(8), default="reject")  # reject | kill (daily loss)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class Instrument(Base):
@@ -155,6 +201,8 @@ class Order(Base):
         UniqueConstraint("account_id", "idempotency_key", name="uq_orders_account_id_idempotency_key"),
         Index("ix_orders_account_id_created_at", "account_id", "created_at"),
         Index("orders_parent_id_index", "parent_id"),
+        # An account's unsent orders (intake's backlog) and its non-final ones (the reconciler's pages).
+        Index("ix_orders_account_id_status", "account_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -196,7 +244,7 @@ class Order(Base):
     # Batch legs and rollback orders belong to a batch.
     batch_id: Mapped[Optional[str]] = mapped_column(ForeignKey("batches.id"), index=True)
     leg_index: Mapped[Optional[int]] = mapped_column(Integer)
-    role: Mapped[str] = mapped_column(String(12), default="order")  # order | leg | rollback | parent | slice
+    role: Mapped[str] = mapped_column(String(12), default="order")  # order | leg | rollback | parent | slice | square_off
 
     # An order above the freeze quantity is a parent (never sent to the broker) whose slices are
     # orders of their own (app.orders.parents).
@@ -204,11 +252,18 @@ class Order(Base):
     slice_index: Mapped[Optional[int]] = mapped_column(Integer)
     # A parent cancelled while slices were still being placed: those are cancelled once they are OPEN.
     cancel_requested_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    # A kill switch's square-off order (role "square_off") names its operation.
+    kill_switch_id: Mapped[Optional[str]] = mapped_column(ForeignKey("kill_switches.id"), index=True)
 
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     accepted_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
     acked_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    # Admission (app.orders.admission): the request's `expire_after_s` (None: ORDER_MAX_QUEUE_S), the time
+    # after which the order is EXPIRED rather than sent, and the send slot the rate limiter reserved for it.
+    expire_after_s: Mapped[Optional[int]] = mapped_column(Integer)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
+    send_at: Mapped[Optional[datetime]] = mapped_column(UtcDateTime())
 
     events: Mapped[list["OrderEvent"]] = relationship(
         back_populates="order", order_by="OrderEvent.id", cascade="all, delete-orphan"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
+from app.core.config import ORDER_MAX_QUEUE_S_LIMIT
 from app.orders.schemas import OrderRequestSchema
 
 MAX_LEGS = 10
@@ -39,6 +40,18 @@ class BatchRequestSchema(Schema):
     margin_check = fields.Boolean(load_default=True, metadata={"description": (
         "ask the broker for the basket's margin (hedges counted) first and refuse the batch (422 "
         "insufficient_margin) when it exceeds the account's available margin; false skips the check")})
+    expire_after_s = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(
+        min=1, max=ORDER_MAX_QUEUE_S_LIMIT,
+        error=f"expire_after_s is whole seconds from 1 to {ORDER_MAX_QUEUE_S_LIMIT}"), metadata={"description": (
+            "each leg's expire_after_s unless the leg gives its own (default ORDER_MAX_QUEUE_S)")})
+
+    @post_load
+    def _legs_expire_with_the_batch(self, data, **_kw):
+        expire_after_s = data.pop("expire_after_s", None)
+        if expire_after_s is not None:
+            for leg in data["legs"]:
+                leg.setdefault("expire_after_s", expire_after_s)
+        return data
 
     @pre_load
     def _old_guide_shape(self, data, **_kw):

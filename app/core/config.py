@@ -86,6 +86,31 @@ def _env_seconds(name: str, default: str) -> float:
     return value
 
 
+# The longest an order may wait to be sent (ORDER_MAX_QUEUE_S and each order's `expire_after_s`): well
+# under the Celery visibility timeout, since a task deferred until its send slot holds its message.
+ORDER_MAX_QUEUE_S_LIMIT = 60
+
+
+def parse_max_queue_s(text: str) -> float:
+    """ORDER_MAX_QUEUE_S: seconds from 1 to ORDER_MAX_QUEUE_S_LIMIT; anything else a ValueError at start-up."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= ORDER_MAX_QUEUE_S_LIMIT:  # also NaN
+        raise ValueError(f"ORDER_MAX_QUEUE_S: {text!r} is not a number of seconds from 1 to {ORDER_MAX_QUEUE_S_LIMIT}")
+    return value
+
+
+def parse_backlog_max(text: str) -> int | None:
+    """ORDER_BACKLOG_MAX: a positive whole number; empty: derived from the rate (app.orders.admission)."""
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"ORDER_BACKLOG_MAX: {text!r} is not a positive whole number of orders")
+    return int(text)
+
+
 # How an operator makes a CREDENTIALS_KEY (quoted in the start-up error and the README).
 CREATE_CREDENTIALS_KEY = ('python -c "from cryptography.fernet import Fernet; '
                           'print(Fernet.generate_key().decode())"')
@@ -180,6 +205,11 @@ class Settings:
     order_rate_per_minute: float = field(default_factory=lambda: float(_env("ORDER_RATE_PER_MINUTE", "400")))
     # Placements a day per Zerodha account (Kite's 5,000; the IST calendar day): app.broker.order_budget.
     order_budget_per_day: int = field(default_factory=lambda: int(_env("ORDER_BUDGET_PER_DAY", "5000")))
+    # An order unsent this long after it was accepted is EXPIRED, never placed late (its own `expire_after_s`
+    # overrides it); past ORDER_BACKLOG_MAX unsent orders per Zerodha account (default: what the rate sends
+    # within ORDER_MAX_QUEUE_S) intake answers 429. app.orders.admission.
+    order_max_queue_s: float = field(default_factory=lambda: parse_max_queue_s(_env("ORDER_MAX_QUEUE_S", "30")))
+    order_backlog_max: int | None = field(default_factory=lambda: parse_backlog_max(_env("ORDER_BACKLOG_MAX", "")))
     # Freeze quantities that replace the shipped file's (app/market/data/freeze_quantities.csv) per underlying.
     freeze_quantities: dict[str, int] = field(
         default_factory=lambda: parse_freeze_quantities(_env("FREEZE_QUANTITIES", "")))

@@ -2,13 +2,21 @@
 
 `submit_order(order_id)` is one attempt of the exactly-once path:
 
-1. reserve a send slot from the rate limiter of the account's Zerodha user (or defer the task);
+1. its turn at the rate limiter of the account's Zerodha user (app.broker.rate_limit): the order reserves
+   its send slot once, under its own id and in arrival order (batch legs, reversals and square-offs
+   first); while the slot is far off the task is deferred until then (no attempt spent), and the
+   order shows it (`send_at`, a "deferred until" event) so nobody takes it for lost; at wake the task
+   takes the slot it holds and sends at it (`confirm`, right before the call: a task that came late
+   gives the slot up and takes the next free one). No slot before the order's expiry
+   (app.orders.admission): EXPIRED;
 2. claim the order with a compare-and-set UPDATE (QUEUED → SUBMITTING, attempts + 1;
    a SUBMITTING order is claimable only after its lease — longer than any broker
    call — has expired, so two workers never submit one order concurrently);
 3. if an earlier attempt may have reached the broker, look the order's tag up in
    the broker's order book and adopt what is there instead of placing again;
-4. take one placement from the day's order budget (app.broker.order_budget), place it, record
+4. check the clock against the order's expiry once more (EXPIRED rather than placed late — an
+   order an earlier attempt may have placed only after the tag lookup found nothing);
+5. take one placement from the day's order budget (app.broker.order_budget), place it, record
    the broker's answer. With the budget used up the order is REJECTED unsent: Kite would refuse
    it too, and a trader expects no order of today to go out tomorrow.
 
@@ -19,6 +27,9 @@ are Celery's.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,20 +39,23 @@ from app.broker.client import broker_client
 from app.broker.errors import describe, is_final_rejection
 from app.broker.order_budget import order_budget
 from app.broker.order_limit_keys import order_limit_key_of
-from app.broker.rate_limit import order_rate_limiter
-from app.core.config import get_settings
+from app.broker.rate_limit import NONE, WAITING, order_rate_limiter
+from app.core.config import ORDER_MAX_QUEUE_S_LIMIT, get_settings
 from app.core.db import new_session
+from app.core.timestamps import iso
 from app.models import Order, utcnow
 from app.kite_session.held_orders import HELD, hold
 from app.kite_session.refusals import noticed
 from app.kite_session.state import is_live
-from app.orders import metrics as order_metrics
+from app.orders import admission, metrics as order_metrics
 from app.orders.parents import PARENT
-from app.orders.attempts import MAX_INLINE_RATE_WAIT_S, Outcome, apply_locked, backoff_s, submission_lease_s
+from app.orders.attempts import Outcome, apply_locked, backoff_s, submission_lease_s
 from app.orders.budget import refusal_at_send
 from app.orders.reconciliation import apply_to_order, broker_orders_by_tag
-from app.orders.states import DEAD_LETTER, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event, transition
+from app.orders.states import (DEAD_LETTER, EXPIRED, FINAL, OPEN, QUEUED, REJECTED, SUBMITTING, record_event,
+                               transition)
 from app.orders.updates import order_changed
+from app.risk.halt import refuse_if_halted
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +81,121 @@ def placement_params(order: Order) -> dict:
     return params
 
 
-def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]:
-    """Compare-and-set the order into SUBMITTING. Returns (claimed order, None) or (None, what to do)."""
+# A slot at most this far off is waited for in-process; a later one defers the task until then (the
+# order keeps its slot, so a deferral costs nothing but the task's message, and frees the process).
+SLOT_WAIT_INLINE_S = 0.25
+WAKE_EARLY_S = 0.1  # a deferred task wakes this much before its slot, and sleeps the rest in-process
+
+
+def _may_exist(order: Order) -> bool:
+    """An earlier attempt (failed, timed out, cut off by a crash, or before a replay) may have placed it."""
+    return order.attempts > 0 or order.error is not None
+
+
+def _waiting_order(order_id: str) -> Order | Outcome:
+    """The order as it waits to be sent (detached), or what the task does when it no longer waits."""
+    with new_session() as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            return Outcome("done", error="no such order")
+        if order.status in FINAL or order.status == OPEN:
+            return Outcome("done", status=order.status)
+        if order.role == PARENT:  # a sliced order is placed by its slices, never itself
+            return Outcome("done", status=order.status, error="a sliced order is placed by its slices")
+        session.expunge(order)
+        return order
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """The order's turn at the rate limiter: send at `slot_at`, wait (`defer`), or none before its expiry."""
+
+    slot_at: float | None = None
+    defer: Outcome | None = None
+    too_late: str | None = None
+
+
+def _turn(order: Order, limit_key: str, max_inline_s: float) -> _Turn:
+    """Take the slot the order reserved, or reserve one (once: it keeps it while its task is deferred)."""
+    limiter = order_rate_limiter()
+    held = limiter.take(limit_key, order.id, max_inline_s)
+    if held.state == NONE:
+        reservation = limiter.reserve(limit_key, placement=True, max_wait_s=ORDER_MAX_QUEUE_S_LIMIT,
+                                      member=order.id, rank=admission.rank_of(order),
+                                      deadline=admission.latest_slot(order), max_inline_s=max_inline_s)
+        if not reservation.granted:
+            return _Turn(too_late=admission.no_slot_error(order, limit_key, reservation.slot_at))
+        held = reservation
+        waiting = reservation.queued
+    else:
+        waiting = held.state == WAITING
+    if waiting:
+        if order.send_at is None or abs(order.send_at.timestamp() - held.slot_at) > 0.001:
+            _record_deferral(order.id, held.slot_at)  # once per slot: the order is visibly alive
+        return _Turn(defer=Outcome("defer", countdown=max(0.0, held.wait_s - WAKE_EARLY_S), status=order.status))
+    return _Turn(slot_at=held.slot_at)  # close: claimed now, sent at the slot (see `confirm` below)
+
+
+def _record_deferral(order_id: str, slot_at: float) -> None:
+    send_at = datetime.fromtimestamp(slot_at, timezone.utc)
+
+    def apply(session, order):
+        if order.status != QUEUED:
+            return False
+        order.send_at = send_at
+        order.updated_at = utcnow()
+        record_event(session, order, QUEUED, QUEUED,
+                     detail={"deferred_until": iso(send_at), "reason": "order rate limit"})
+        return True
+    apply_locked(order_id, apply)
+
+
+def _expire_unsent(order_id: str, error: str) -> Outcome | None:
+    """QUEUED → EXPIRED for an order no attempt can have placed; None when it may have been (it is
+    looked up at the broker first) or it moved on meanwhile."""
+    result: dict = {}
+
+    def apply(session, order):
+        if order.status != QUEUED or _may_exist(order):
+            return False
+        transition(session, order, EXPIRED, error=error, detail={"source": "admission"})
+        result["outcome"] = Outcome("done", status=EXPIRED, error=error)
+        return True
+    apply_locked(order_id, apply)
+    return result.get("outcome")
+
+
+def _expire_claimed(order_id: str, error: str, looked_up: bool) -> Outcome:
+    """SUBMITTING → EXPIRED, never sent by this claim (and, if `looked_up`, not in the broker's book)."""
+    result: dict = {}
+
+    def apply(session, order):
+        if order.status != SUBMITTING:
+            result["status"] = order.status
+            return False
+        transition(session, order, EXPIRED, error=error, detail={"source": "admission", "looked_up": looked_up})
+        result["status"] = EXPIRED
+        return True
+    apply_locked(order_id, apply)
+    return Outcome("done", status=result.get("status"), error=error)
+
+
+def _unclaim(order_id: str, attempt: int) -> Outcome:
+    """SUBMITTING → QUEUED, its attempt given back: claimed for a slot it came too late for, nothing sent.
+    The task runs again at once and reserves a new slot (its rank keeps its place)."""
+    def apply(session, order):
+        if order.status != SUBMITTING or order.attempts != attempt:
+            return False
+        transition(session, order, QUEUED, detail={"late_for_slot": True})
+        order.attempts = attempt - 1
+        return True
+    apply_locked(order_id, apply)
+    return Outcome("defer", countdown=0.0, status=QUEUED)
+
+
+def _claim(order_id: str, lease_s: float, slot_at: float | None = None) -> tuple[Order | None, Outcome | None]:
+    """Compare-and-set the order into SUBMITTING (with its send slot, if it took one). Returns (claimed
+    order, None) or (None, what to do)."""
     session = new_session()
     try:
         order = session.get(Order, order_id)
@@ -84,16 +211,19 @@ def _claim(order_id: str, lease_s: float) -> tuple[Order | None, Outcome | None]
             if held_for < lease_s:  # another worker is (or was just) inside the broker call
                 return None, Outcome("defer", countdown=lease_s - held_for + 0.1, status=SUBMITTING)
         previous, attempts = order.status, order.attempts
+        values = {"status": SUBMITTING, "attempts": attempts + 1, "updated_at": now}
+        if slot_at is not None:
+            values["send_at"] = datetime.fromtimestamp(slot_at, timezone.utc)
         result = session.execute(
             update(Order)
             .where(Order.id == order_id, Order.status == previous, Order.attempts == attempts,
                    Order.updated_at == order.updated_at)
-            .values(status=SUBMITTING, attempts=attempts + 1, updated_at=now)
+            .values(**values)
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
             session.rollback()
             return None, Outcome("defer", countdown=0.05)  # lost a race: look again
-        for name, value in (("status", SUBMITTING), ("attempts", attempts + 1), ("updated_at", now)):
+        for name, value in values.items():
             set_committed_value(order, name, value)
         detail = {"reclaimed_after_lease": True} if previous == SUBMITTING else None
         record_event(session, order, previous, SUBMITTING, detail=detail)
@@ -181,36 +311,52 @@ def _session_refused(order_id: str, account_id: str, error: str, hold_when_dead:
 
 
 def submit_order(order_id: str, max_attempts: int | None = None, account_id: str | None = None,
-                 max_rate_wait_s: float = MAX_INLINE_RATE_WAIT_S, hold_when_session_dead: bool = True) -> Outcome:
+                 max_rate_wait_s: float = SLOT_WAIT_INLINE_S, hold_when_session_dead: bool = True) -> Outcome:
     """One attempt of the exactly-once placement of `order_id` (see the module docstring).
 
     While the account's Kite session is dead the order is held (app.kite_session.held_orders): left
     QUEUED and unsent until a login, never retried into the dead-letter queue. A batch leg and a rollback
     reversal pass `hold_when_session_dead=False`: a batch must not wait for a person, so its leg is
-    rejected and the batch rolls back; a reversal reported failed must not fill later."""
+    rejected and the batch rolls back; a reversal reported failed must not fill later. (`account_id` is
+    read from the order, which is loaded anyway for its expiry; the argument is kept for the callers.)"""
     settings = get_settings()
     max_attempts = max_attempts or settings.order_max_attempts
     lease_s = submission_lease_s(settings)
 
-    if account_id is None:
-        with new_session() as session:
-            order = session.get(Order, order_id)
-            if order is None:
-                return Outcome("done", error="no such order")
-            if order.status in FINAL or order.status == OPEN:
-                return Outcome("done", status=order.status)
-            account_id = order.account_id
+    halted = refuse_if_halted(order_id)  # a kill switch halted the account: only its square-offs go out
+    if halted is not None:
+        return halted
+
+    waiting = _waiting_order(order_id)
+    if isinstance(waiting, Outcome):
+        return waiting
+    account_id = waiting.account_id
+
+    # Never placed late: past its expiry an order is EXPIRED — at once when no attempt can have placed
+    # it, else once the claim's tag lookup (below) has not found it at the broker.
+    too_late = admission.lapsed_error(waiting) if admission.too_late_to_send(waiting, utcnow()) else None
+    if too_late is not None:
+        expired = _expire_unsent(order_id, too_late)
+        if expired is not None:
+            return expired
 
     if hold_when_session_dead and not is_live(account_id):
         status = hold(order_id)
         return Outcome("done", status=status, error=HELD if status == QUEUED else None)
 
     limit_key = order_limit_key_of(account_id)  # Kite counts orders per Zerodha account
-    reservation = order_rate_limiter().acquire(limit_key, placement=True, max_wait_s=max_rate_wait_s)
-    if not reservation.granted:
-        return Outcome("defer", countdown=reservation.wait_s, status=QUEUED)
+    slot_at = None
+    if too_late is None:
+        turn = _turn(waiting, limit_key, max_rate_wait_s)
+        if turn.defer is not None:
+            return turn.defer
+        too_late, slot_at = turn.too_late, turn.slot_at
+        if too_late is not None:
+            expired = _expire_unsent(order_id, too_late)
+            if expired is not None:
+                return expired
 
-    order, outcome = _claim(order_id, lease_s)
+    order, outcome = _claim(order_id, lease_s, slot_at)
     if order is None:
         return outcome
     attempt = order.attempts
@@ -222,6 +368,14 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
         if not published:
             published.append(order_changed(order))
 
+    # An earlier attempt (failed, timed out, or cut off by a crash) may have placed it.
+    may_exist = attempt > 1 or order.error is not None
+    if too_late is None and admission.too_late_to_send(order, utcnow()):  # woke too late for its slot
+        too_late = admission.lapsed_error(order)
+    if too_late is not None and not may_exist:
+        publish_claim()
+        return _expire_claimed(order_id, too_late, looked_up=False)
+
     breaker = order_circuit_breaker()
     permission = breaker.allow(account_id)
     if not permission.allowed:
@@ -230,8 +384,6 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
         return _fail_transient(order_id, "circuit breaker open: broker calls for this account are paused",
                                max_attempts, countdown)
 
-    # An earlier attempt (failed, timed out, or cut off by a crash) may have placed it.
-    may_exist = attempt > 1 or order.error is not None
     kite = None
     try:
         kite = broker_client(account_id)
@@ -243,6 +395,21 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
                 adopted = _adopt(order_id, found)
                 log.info("order adopted from the broker by tag", extra={"order_id": order_id, "tag": order.tag})
                 return Outcome("done", status=adopted.status if adopted else None)
+        if too_late is None:
+            # Until its slot — or, come late for it, the next one free: the limiter's logs say when calls
+            # really leave, which is how Kite counts them. None soon: back in the queue (no attempt spent).
+            wait = order_rate_limiter().confirm(limit_key, order_id, max_wait_s=SLOT_WAIT_INLINE_S)
+            if wait is None:
+                publish_claim()
+                return _unclaim(order_id, attempt)
+            time.sleep(wait)
+            if admission.too_late_to_send(order, utcnow()):  # checked right before sending
+                too_late = admission.lapsed_error(order)
+        if too_late is not None:  # not at the broker (looked up above when it may have been): never sent
+            publish_claim()
+            if may_exist:
+                breaker.record_success(account_id)  # the broker answered the lookup
+            return _expire_claimed(order_id, too_late, looked_up=may_exist)
         spend = order_budget().spend(limit_key)  # counted now, whatever the broker answers (Kite counts it too)
         if not spend.granted:
             publish_claim()

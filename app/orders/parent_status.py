@@ -3,16 +3,17 @@
 While any slice is live the parent is in flight (QUEUED until one is claimed, OPEN once one
 reached the broker or ended). Once all are final: COMPLETE when every slice completed; PARTIAL
 when some quantity filled but not all of it; REJECTED when nothing filled and a slice failed
-(rejected, or dead-lettered after its retries); CANCELLED when nothing filled and the slices
-were cancelled. A dead-lettered slice that is replayed makes its parent live again.
+(rejected, or dead-lettered after its retries); EXPIRED when nothing filled, none failed and a
+slice expired unsent (app.orders.admission); CANCELLED when nothing filled and the slices were
+cancelled. A dead-lettered slice that is replayed makes its parent live again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.orders.states import (CANCELLED, COMPLETE, DEAD_LETTER, FINAL, OPEN, PARTIAL, QUEUED, REJECTED,
-                               SUBMITTING)
+from app.orders.states import (CANCELLED, COMPLETE, DEAD_LETTER, EXPIRED, FINAL, OPEN, PARTIAL, QUEUED,
+                               REJECTED, SUBMITTING)
 
 FAILED = frozenset({REJECTED, DEAD_LETTER})
 
@@ -55,7 +56,9 @@ def _status(slices, filled: int) -> str:
         return COMPLETE
     if filled > 0:
         return PARTIAL
-    return REJECTED if any(status in FAILED for status in statuses) else CANCELLED
+    if any(status in FAILED for status in statuses):
+        return REJECTED
+    return EXPIRED if EXPIRED in statuses else CANCELLED
 
 
 def aggregate(slices) -> Aggregate:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from app.core.config import ORDER_MAX_QUEUE_S_LIMIT
 from app.market.instrument_refresh import refresh_for_unknown_symbol
 from app.market.instruments import InstrumentInfo, registry
 from app.orders.slicing import TooManySlices, slice_plan
@@ -122,6 +123,11 @@ class OrderRequestSchema(Schema):
                                         validate=validate.Range(min=0, max=MAX_QUANTITY))
     market_protection = fields.Float(load_default=None, allow_none=True, allow_nan=False)
     tag = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=TAG_MAX))
+    expire_after_s = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(
+        min=1, max=ORDER_MAX_QUEUE_S_LIMIT,
+        error=f"expire_after_s is whole seconds from 1 to {ORDER_MAX_QUEUE_S_LIMIT}"), metadata={"description": (
+            "seconds the order may wait to be sent (default ORDER_MAX_QUEUE_S, 30): unsent by then it ends "
+            "EXPIRED, never placed late")})
 
     @pre_load
     def _normalise(self, data, **_kw):
@@ -195,6 +201,8 @@ def order_columns(data: dict) -> dict:
         # Only TTL orders carry it: every other order's request hash (its Idempotency-Key
         # check) stays what it was before validity_ttl existed.
         columns["validity_ttl"] = data["validity_ttl"]
+    if data.get("expire_after_s") is not None:
+        columns["expire_after_s"] = data["expire_after_s"]  # likewise: only when asked for
     return columns
 
 

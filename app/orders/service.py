@@ -21,10 +21,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core.db import new_session, session_scope
 from app.models import Account, Order, OrderEvent, new_id, utcnow
 from app.orders.updates import order_changed
-from app.orders import dispatch, parents
+from app.orders import admission, dispatch, parents
 from app.orders.budget import require_room
 from app.kite_session.state import require_live_session
 from app.orders.pre_trade import check_before_storing
+from app.risk.halt import require_not_halted
+from app.risk.limits import check_modified_order
 from app.orders.parents import PARENT, SLICE, slices_of
 from app.orders.schemas import check_modification
 from app.orders.slicing import TooManySlices, plan_for_columns
@@ -89,8 +91,10 @@ def new_order(account_id: str, fields: dict, idempotency_key: str | None = None,
               **extra) -> Order:
     """An Order row in QUEUED with its first event (not added to a session). Batches build legs with it."""
     order_id = new_id()
+    accepted_at = utcnow()
+    extra.setdefault("expires_at", admission.expiry_for(accepted_at, fields.get("expire_after_s")))
     order = Order(id=order_id, account_id=account_id, status=QUEUED, tag=broker_tag(order_id), attempts=0,
-                  idempotency_key=idempotency_key, request_hash=digest, accepted_at=utcnow(), **fields, **extra)
+                  idempotency_key=idempotency_key, request_hash=digest, accepted_at=accepted_at, **fields, **extra)
     order.created_at = order.updated_at = order.accepted_at
     return order
 
@@ -114,7 +118,7 @@ def _earlier_order(account_id: str, idempotency_key: str | None, digest: str) ->
 # What a slice takes from the order it is cut from (all but the quantity).
 SLICE_COLUMNS = ("exchange", "tradingsymbol", "instrument_token", "transaction_type", "product", "order_type",
                  "variety", "validity", "validity_ttl", "price", "trigger_price", "disclosed_quantity",
-                 "market_protection", "client_tag")
+                 "market_protection", "client_tag", "expire_after_s")
 
 
 def slice_fields(fields: dict, quantity: int) -> dict:
@@ -269,6 +273,15 @@ def dead_letter_count() -> int:
         return int(session.scalar(select(func.count()).select_from(Order).where(Order.status == DEAD_LETTER)) or 0)
 
 
+def _as_modified(order: Order, params: dict) -> dict:
+    """The order's columns as they would stand after the modification (what the risk limits check)."""
+    columns = {name: getattr(order, name) for name in ("exchange", "tradingsymbol", "instrument_token",
+                                                        "transaction_type", "quantity", "order_type", "price",
+                                                        "trigger_price")}
+    return {**columns, **{name: params[name] for name in ("quantity", "order_type", "price", "trigger_price")
+                          if name in params}}
+
+
 def request_modify(order_id: str, changes: dict) -> Order:
     """Check loaded changes (ModifyRequestSchema) against the order and hand them to the worker;
     only an OPEN order can be modified."""
@@ -284,6 +297,8 @@ def request_modify(order_id: str, changes: dict) -> Order:
             raise OrderStateConflict(f"order is {order.status}; only an OPEN order can be modified",
                                      {"status": order.status})
         params = check_modification(order, changes)
+        require_not_halted(order.account_id)  # a halted account trades no more (it may still cancel)
+        check_modified_order(order.account_id, _as_modified(order, params))  # more lots or value: a new risk
         require_live_session(order.account_id)  # a change goes to the broker: it needs the session
         record_event(session, order, OPEN, OPEN, detail={"request": "modify", "params": params})
         account_id = order.account_id
@@ -365,13 +380,16 @@ def replay(order_id: str) -> Order:
     with new_session() as session:
         dead = session.scalar(select(Order).where(Order.id == order_id, Order.status == DEAD_LETTER))
         account_id = dead.account_id if dead is not None else None
+        expire_after_s = dead.expire_after_s if dead is not None else None
     if account_id is not None:
+        require_not_halted(account_id)  # a replay is a placement: none while a kill switch has the account halted
         require_live_session(account_id)
         require_room(account_id, 1)
     with session_scope() as session:
         result = session.execute(
             update(Order).where(Order.id == order_id, Order.status == DEAD_LETTER)
-            .values(status=QUEUED, attempts=0, updated_at=utcnow())
+            .values(status=QUEUED, attempts=0, updated_at=utcnow(), send_at=None,  # a new expiry, from now
+                    expires_at=admission.expiry_for(utcnow(), expire_after_s))
             .execution_options(synchronize_session=False))
         order = session.get(Order, order_id)
         if order is None:

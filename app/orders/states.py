@@ -3,6 +3,8 @@
     QUEUED → SUBMITTING → OPEN → COMPLETE | CANCELLED | REJECTED
     SUBMITTING → QUEUED (transient failure, retry scheduled) | DEAD_LETTER (attempts exhausted)
     DEAD_LETTER → QUEUED (replay)
+    QUEUED → EXPIRED (not sent before its expiry, app.orders.admission); SUBMITTING → EXPIRED only once
+        the broker's order book showed that no earlier attempt placed it
 
 A parent order (one sliced under the freeze quantity, app.orders.parents) never goes to the
 broker: its status is the aggregate of its slices' (app.orders.parent_status), which adds
@@ -10,7 +12,8 @@ PARTIAL — final, some but not all of the quantity filled.
 
 The broker's word wins over ours: an update from the broker (postback, WebSocket,
 reconciliation) may move a QUEUED, SUBMITTING or DEAD_LETTER order straight to
-what the broker says, because the order exists there.
+what the broker says, because the order exists there — and so may it an EXPIRED one, which the
+service never sends late but whose earlier attempt the broker may report after all.
 
 Callers commit, then call `app.orders.updates.order_changed(order)`.
 """
@@ -25,22 +28,25 @@ from app.models import Order, OrderEvent, utcnow
 
 QUEUED, SUBMITTING, OPEN = "QUEUED", "SUBMITTING", "OPEN"
 COMPLETE, CANCELLED, REJECTED, DEAD_LETTER = "COMPLETE", "CANCELLED", "REJECTED", "DEAD_LETTER"
+EXPIRED = "EXPIRED"  # not sent before its expiry (app.orders.admission): final, never placed late
 PARTIAL = "PARTIAL"  # parents only
 
 BROKER_FINAL = frozenset({COMPLETE, CANCELLED, REJECTED})
-FINAL = BROKER_FINAL | {DEAD_LETTER, PARTIAL}
+FINAL = BROKER_FINAL | {DEAD_LETTER, PARTIAL, EXPIRED}
+# Not final: the statuses listed (rather than "not in FINAL") so the status indexes serve the queries.
+LIVE = frozenset({QUEUED, SUBMITTING, OPEN})
 
 ALLOWED: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({SUBMITTING, DEAD_LETTER, CANCELLED, OPEN, COMPLETE, REJECTED}),
-    SUBMITTING: frozenset({QUEUED, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER}),
+    QUEUED: frozenset({SUBMITTING, DEAD_LETTER, CANCELLED, OPEN, COMPLETE, REJECTED, EXPIRED}),
+    SUBMITTING: frozenset({QUEUED, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER, EXPIRED}),
     OPEN: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),
     DEAD_LETTER: frozenset({QUEUED, OPEN, COMPLETE, CANCELLED, REJECTED}),
+    EXPIRED: frozenset({OPEN, COMPLETE, CANCELLED, REJECTED}),  # the broker's word only
     COMPLETE: frozenset(),
     CANCELLED: frozenset(),
     REJECTED: frozenset(),
     PARTIAL: frozenset(),
 }
-
 
 
 class InvalidTransition(Exception):

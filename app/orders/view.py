@@ -63,8 +63,9 @@ class OrderSchema(Schema):
     order_id = _SameAsId(metadata={"description": "same as `id`"})
     account_id = fields.String()
     status = fields.String(metadata={"description": "QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, "
-                                                    "REJECTED or DEAD_LETTER; a sliced order also PARTIAL "
-                                                    "(final: some but not all of it filled)"})
+                                                    "REJECTED, DEAD_LETTER or EXPIRED (not sent before "
+                                                    "expires_at: never placed late); a sliced order also "
+                                                    "PARTIAL (final: some but not all of it filled)"})
     broker_order_id = fields.String(allow_none=True)
     broker_status = fields.String(allow_none=True)
     status_message = fields.String(allow_none=True, metadata={
@@ -102,6 +103,12 @@ class OrderSchema(Schema):
         "description": "a parent's slices; its status, filled_quantity and average_price aggregate theirs"})
     created_at = Timestamp(allow_none=True)
     updated_at = Timestamp(allow_none=True)
+    expire_after_s = fields.Integer(allow_none=True, metadata={
+        "description": "the request's expire_after_s (null: ORDER_MAX_QUEUE_S)"})
+    expires_at = Timestamp(allow_none=True, metadata={
+        "description": "unsent by then, the order ends EXPIRED instead of being placed late"})
+    send_at = Timestamp(allow_none=True, metadata={
+        "description": "the send slot the rate limiter reserved for it (a QUEUED order waits for it)"})
     events = fields.List(fields.Nested(OrderEventSchema))
 
     @post_dump

@@ -26,6 +26,10 @@ Messages to an order client, in this order:
 4. ``{"type": "session", "account_id", "seq", "data": {"account_id", "state", "expires_at",
    "expired_at", "reason", "login_url", ...}, "timestamp"}`` when the account's Kite session
    expires or a login starts a new one (app.kite_session.announce); numbered with the updates.
+5. ``{"type": "kill_switch", "account_id", "seq", "data": the operation (id, status, steps, ...),
+   "timestamp"}`` at each step of a kill switch on the account, and ``{"type": "halt", ..., "data":
+   {"account_id", "halted": null, "resumed_by", "was"}}`` when the account resumes (app.risk.kill_switch);
+   numbered with the updates.
 
 Any client may send the text ``ping`` and gets ``pong``. The server also sends
 WebSocket pings (``SOCK_SERVER_OPTIONS.ping_interval``) and closes a client that

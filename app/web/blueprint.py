@@ -61,12 +61,16 @@ class Blueprint(SmorestBlueprint):
         return document
 
     def order_budget_refusal(self):
-        """Document the 429 of a request whose placements do not fit in the day's order budget."""
+        """Document the 429 of a request whose placements do not fit in the day's order budget or, for a new
+        order or batch, in the backlog of orders waiting to be sent."""
         return self.alt_response(
             429, schema=ErrorSchema, description=(
                 "order_budget_exhausted: the placements do not fit in what is left of the day's order "
-                "budget (ORDER_BUDGET_PER_DAY per Zerodha account); nothing stored or sent"),
-            headers={"Retry-After": {"description": "seconds until the budget resets, at midnight IST",
+                "budget (ORDER_BUDGET_PER_DAY per Zerodha account); order_backlog_full (new orders and "
+                "batches): the account's orders waiting to be sent would pass ORDER_BACKLOG_MAX, or this "
+                "one's turn would come after its expiry. Nothing stored or sent"),
+            headers={"Retry-After": {"description": "seconds until the budget resets (midnight IST), or "
+                                                    "until the backlog has room",
                                      "schema": {"type": "integer"}}})
 
 

@@ -113,21 +113,34 @@ def _domain_errors() -> dict[type[Exception], Callable[[Any], ApiError]]:
     from app.broker import margin_check
     from app.kite_session.state import SessionNotLive
     from app.market import option_chain, subscriptions
+    from app.orders.admission import OrderBacklogFull
     from app.orders.budget import OrderBudgetExhausted
     from app.orders.reconciliation import PostbackRejected
     from app.orders.service import OrderError
+    from app.risk import limits as risk_limits
+    from app.risk import halt, kill_switch
     from app.webhooks import delivery, registry
 
     return {
         OrderError: lambda e: ApiError(e.status, e.message, e.code, e.details),
+        OrderBacklogFull: lambda e: ApiError(429, str(e), "order_backlog_full", e.details,
+                                             {"Retry-After": str(e.retry_after_s)}),
         OrderBudgetExhausted: lambda e: ApiError(429, str(e), "order_budget_exhausted", e.details,
                                                  {"Retry-After": str(e.retry_after_s)}),
         SessionNotLive: lambda e: ApiError(409, str(e), "session_expired", _absolute_login_url(e.details)),
+        halt.AccountHalted: lambda e: ApiError(409, str(e), "account_halted", e.details),
+        kill_switch.KillSwitchNotFound: lambda e: ApiError(404, str(e)),
+        kill_switch.KillSwitchRunning: lambda e: ApiError(409, str(e), "kill_switch_running",
+                                                          {"kill_switch_id": e.kill_switch_id}),
         accounts.AccountNotFound: lambda e: ApiError(404, f"account {e.args[0]!r} not found"),
         accounts.AccountExists: lambda e: ApiError(409, f"account {e.args[0]!r} already exists"),
         batches.BatchNotFound: lambda e: ApiError(404, str(e)),
         batches.BatchConflict: lambda e: ApiError(409, str(e), "idempotency_conflict", {"batch_id": e.batch_id}),
         margin_check.InsufficientMargin: lambda e: ApiError(422, str(e), "insufficient_margin", e.details),
+        risk_limits.RiskLimitBreached: lambda e: ApiError(422, str(e), "risk_limit", e.details),
+        risk_limits.RiskCheckUnavailable: lambda e: ApiError(
+            503, str(e), "risk_check_unavailable", e.details,
+            {"Retry-After": str(max(1, math.ceil(e.retry_after_s or 1)))}),
         margin_check.MarginCheckUnavailable: lambda e: ApiError(
             503, str(e), "margin_check_unavailable", e.details,
             {"Retry-After": str(max(1, math.ceil(e.retry_after_s)))} if e.retry_after_s is not None else None),

@@ -22,6 +22,7 @@ FINAL_EVENTS = {
     "CANCELLED": "order_cancelled",
     "REJECTED": "order_rejected",
     "DEAD_LETTER": "order_failed",
+    "EXPIRED": "order_failed",  # not sent before its expiry (data.status says EXPIRED, data.error why)
 }
 # Statuses of an order the broker accepted: reaching one means it was placed.
 PLACED_STATUSES = {"OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED"}

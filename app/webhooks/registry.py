@@ -12,7 +12,9 @@ from app.webhooks.url_safety import UnsafeUrl, check_registration
 
 ORDER_EVENTS = ("order_placed", "order_completed", "order_failed", "order_cancelled", "order_rejected")
 BATCH_EVENTS = ("batch_completed", "batch_rolled_back")
-ACCOUNT_EVENTS = ("account.session_expired",)  # the account's Kite session died: someone must log in
+# account.session_expired: the account's Kite session died, someone must log in; account.kill_switch: a kill
+# switch started on the account, or ended (done: flat at the broker; failed: why). Either way it is halted.
+ACCOUNT_EVENTS = ("account.session_expired", "account.kill_switch")
 EVENTS = ORDER_EVENTS + BATCH_EVENTS + ACCOUNT_EVENTS
 
 

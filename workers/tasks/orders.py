@@ -4,7 +4,8 @@ The exactly-once logic lives in app.orders.execution (modify and cancel in
 app.orders.changes, reconciliation in app.orders.reconciliation); these tasks turn
 its outcome into Celery's own retry. Attempts are counted in the database (the
 claim), not by Celery, so `max_retries` is unbounded here and a rate-limit
-deferral spends no attempt.
+deferral spends no attempt: a placement waits for its reserved send slot as a
+deferred task (a countdown of at most its expiry, ORDER_MAX_QUEUE_S_LIMIT), once.
 
 Redelivery budget (Redis visibility timeout, celeryconfig): a message is held
 at most task_time_limit + broker timeout + the longest countdown below.
@@ -13,7 +14,7 @@ at most task_time_limit + broker timeout + the longest countdown below.
 from __future__ import annotations
 
 from app.broker.rate_limit import MINUTE_WINDOW_S
-from app.core.config import get_settings
+from app.core.config import ORDER_MAX_QUEUE_S_LIMIT, get_settings
 from app.orders import metrics as order_metrics
 from app.orders import reconciliation
 from app.orders.attempts import submission_lease_s
@@ -26,9 +27,11 @@ TASK_OPTIONS = dict(bind=True, acks_late=True, reject_on_worker_lost=True, max_r
 
 
 def longest_countdown_s() -> float:
-    """The longest a retry, lease wait or rate-limit deferral can be scheduled ahead."""
+    """The longest a retry, lease wait or rate-limit deferral (until a send slot, which comes before the
+    order's expiry or not at all) can be scheduled ahead."""
     settings = get_settings()
-    return max(settings.order_retry_cap_s, submission_lease_s(settings) + 0.1, MINUTE_WINDOW_S)
+    return max(settings.order_retry_cap_s, submission_lease_s(settings) + 0.1, MINUTE_WINDOW_S,
+               ORDER_MAX_QUEUE_S_LIMIT)
 
 
 def longest_hold_s() -> float:
@@ -71,7 +74,8 @@ def cancel_order(self, order_id: str, account_id: str | None = None, attempt: in
 
 @celery_app.task(name="workers.tasks.orders.reconcile_open_orders", acks_late=True, ignore_result=True)
 def reconcile_open_orders(queued_lost_after: float | None = None) -> dict:
-    """Beat, every few seconds: repair missed broker updates; re-enqueue orders whose task was lost."""
+    """Beat, every few seconds: repair missed broker updates; expire unsent orders past their expiry whose
+    task is gone; re-enqueue orders whose enqueue failed."""
     return reconciliation.reconcile_all(queued_lost_after)
 
 

@@ -2,7 +2,9 @@
 // its end, the next 06:00 IST), expired (since when, and what said so) or never logged in — and
 // "Log in to Kite". Live from the order socket's `session` messages; GET /accounts again after
 // them, on every (re)connect of that socket, when the page is shown again, and every 30 s (the
-// socket only carries the selected account).
+// socket only carries the selected account). Each row also has the kill switch (after a confirmation:
+// cancel every open order, square off every position, halt the account) and, while the account is
+// halted, its halted state and Resume.
 
 import { duration, el, when } from "./format.js";
 
@@ -19,6 +21,7 @@ const NOTE_MS = 20000;
 // callback page only links back to the dashboard without ?logged_in=.
 const PENDING = "ticker.loginPending";
 const PENDING_MAX_MS = 15 * 60 * 1000;
+const KILL_POLL_MS = 1000; // a kill switch started here is followed until it ends
 
 /** The session as shown, with the moment its countdown ends (from expires_in_s: the server's
  *  clock, so a browser clock that is off does not move it; expires_at when absent). */
@@ -208,8 +211,17 @@ export class AccountsPanel {
     const login = el("button", "login");
     login.type = "button";
     login.addEventListener("click", () => this.login(id, login));
-    cells.action.append(login);
+    const kill = el("button", "kill", "Kill");
+    kill.type = "button";
+    kill.title = "Kill switch: cancel every open order, square off every position at the broker, and halt the account";
+    kill.addEventListener("click", () => this.killSwitch(id, kill));
+    const resume = el("button", "resume ghost", "Resume");
+    resume.type = "button";
+    resume.title = "Let the halted account take new orders again";
+    resume.addEventListener("click", () => this.resume(id, resume));
+    cells.action.append(login, kill, resume);
     cells.login = login;
+    cells.resume = resume;
     tr.append(cells.name, cells.state, cells.detail, cells.action);
     entry.row = tr;
     entry.cells = cells;
@@ -224,7 +236,18 @@ export class AccountsPanel {
     entry.row.classList.toggle("selected", entry.account.account_id === this.selected);
     const badge = el("span", "status", s ? LABEL[state] || state : "—");
     badge.dataset.s = state;
-    c.state.replaceChildren(badge);
+    const halted = entry.account.halted;
+    entry.row.dataset.halted = halted ? "true" : "false";
+    c.resume.hidden = !halted;
+    if (halted) {
+      const stop = el("span", "status halted", "halted");
+      stop.dataset.s = "halted";
+      stop.title = `halted ${when(halted.at)} by a kill switch${halted.reason ? ` (${halted.reason})` : ""}: `
+        + "no new orders until Resume";
+      c.state.replaceChildren(badge, " ", stop);
+    } else {
+      c.state.replaceChildren(badge);
+    }
     let detail = "";
     let title = "";
     if (!s) {
@@ -251,6 +274,61 @@ export class AccountsPanel {
     c.login.className = `login${urgent ? " urgent" : " ghost"}`;
     c.login.title = urgent ? "Log in through Kite's page: the account trades again once it returns here"
       : "Start a new Kite session now (the current one still ends at 06:00 IST)";
+    c.login.hidden = !urgent && Boolean(entry.account.halted); // room for Resume: the halt comes first
+  }
+
+  /** The kill switch, after a confirmation; followed until it ends (the row shows the halt at once). */
+  async killSwitch(id, button) {
+    if (!window.confirm(`Kill switch for ${id}?\n\nEvery open order is cancelled, every position is squared off `
+      + "at market, and the account is halted until someone resumes it.")) return;
+    button.disabled = true;
+    try {
+      const operation = await this.api.post(`/accounts/${encodeURIComponent(id)}/kill-switch`, { reason: "dashboard" });
+      this.note(`${id}: kill switch ${operation.status}: cancelling orders, squaring off positions.`, "error");
+      this.refresh();
+      this.followKillSwitch(id, operation.id);
+    } catch (err) {
+      this.toast(`kill switch ${id}: ${err.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  followKillSwitch(id, killSwitchId) {
+    const poll = async () => {
+      let operation;
+      try {
+        operation = await this.api.get(`/kill-switches/${encodeURIComponent(killSwitchId)}`);
+      } catch (err) {
+        this.toast(`kill switch ${id}: ${err.message}`);
+        return;
+      }
+      if (operation.status === "running") { setTimeout(poll, KILL_POLL_MS); return; }
+      const ok = operation.status === "done";
+      this.note(ok ? `${id}: kill switch done, flat at the broker; halted until Resume.`
+        : `${id}: kill switch failed: ${operation.error || "no reason given"} (still halted).`, ok ? "ok" : "error");
+      this.refresh();
+    };
+    setTimeout(poll, KILL_POLL_MS);
+  }
+
+  /** A `kill_switch` or `halt` message of the order socket: the halted state changed. */
+  haltMessage() {
+    this.scheduleRefresh();
+  }
+
+  async resume(id, button) {
+    if (!window.confirm(`Resume ${id}? It takes new orders again.`)) return;
+    button.disabled = true;
+    try {
+      await this.api.post(`/accounts/${encodeURIComponent(id)}/resume`);
+      this.note(`${id} resumed: it takes new orders again.`, "ok");
+      this.refresh();
+    } catch (err) {
+      this.toast(`resume ${id}: ${err.message}`);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   /** Kite's login page for the account: the service signs the URL (the key goes in a header, so

@@ -5,7 +5,7 @@
 import { qs } from "./api.js";
 import { el, num, time } from "./format.js";
 
-export const FINAL = new Set(["COMPLETE", "CANCELLED", "REJECTED", "DEAD_LETTER"]);
+export const FINAL = new Set(["COMPLETE", "CANCELLED", "REJECTED", "DEAD_LETTER", "EXPIRED"]);
 const MAX_ROWS = 400;
 const LATE_WAIT_MS = 500; // how long a skipped seq may take to arrive before we refetch
 const MAX_LATE = 50; // a bigger jump is a loss: refetch at once
@@ -57,9 +57,10 @@ export class Blotter {
       this.onSeq(this.seq);
       // The snapshot holds working orders only; fetch the recent finished ones too.
       this.resync();
-    } else if (message.type === "order_update" || message.type === "session") {
-      // A session message (the account's Kite session expired, or a login) is numbered in the same
-      // sequence as the order updates: it counts for gaps, and carries no order.
+    } else if (["order_update", "session", "kill_switch", "halt"].includes(message.type)) {
+      // A session message (the account's Kite session expired, or a login) and a kill switch's or a
+      // resume's are numbered in the same sequence as the order updates: they count for gaps, and carry
+      // no order.
       const isOrder = message.type === "order_update";
       const seq = message.seq;
       if (typeof seq === "number" && this.seq !== null) {

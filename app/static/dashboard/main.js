@@ -146,6 +146,7 @@ const orders = new LiveSocket(
     onMessage: (message) => {
       blotter.handle(message); // session messages share the account's seq
       if (message.type === "session") accounts.sessionMessage(message);
+      if (message.type === "kill_switch" || message.type === "halt") accounts.haltMessage(message);
     },
     onOpen: () => {
       deadLetters.load();

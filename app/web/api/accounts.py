@@ -11,6 +11,8 @@ from app.core.db import session_scope
 from app.kite_session.announce import session_started
 from app.kite_session.state import session_view
 from app.orders.budget import budget_views
+from app.risk.halt import halted_view
+from app.web.api.kill_switch import HaltedSchema
 from app.web.blueprint import Blueprint
 from app.web.errors import ApiError
 from app.market.instrument_refresh import request_refresh
@@ -111,6 +113,9 @@ class AccountSchema(Schema):
     created_at = fields.String()
     order_budget = fields.Nested(OrderBudgetSchema, allow_none=True, metadata={
         "description": "GET only: today's order budget (null when Redis cannot be read)"})
+    halted = fields.Nested(HaltedSchema, allow_none=True, metadata={
+        "description": "GET only: set while a kill switch has halted the account (no new orders until "
+                       "POST /accounts/{id}/resume); null otherwise"})
 
 
 class SessionRequestSchema(Schema):
@@ -159,8 +164,8 @@ def list_accounts():
     """Accounts this API key may see (all of them for an admin key)."""
     principal = authenticate()
     with session_scope() as session:
-        views = [account_service.public_view(a) for a in account_service.list_accounts(session)
-                 if principal.may_access(a.id)]
+        views = [{**account_service.public_view(a), "halted": halted_view(a)}
+                 for a in account_service.list_accounts(session) if principal.may_access(a.id)]
     budgets = budget_views([view["account_id"] for view in views])
     return [{**view, "order_budget": budgets[view["account_id"]]} for view in views]
 
@@ -169,10 +174,11 @@ def list_accounts():
 @blp.response(200, AccountSchema)
 @blp.errors(404)
 def get_account(account_id):
-    """The account, with today's order budget."""
+    """The account, with today's order budget and its halted state (kill switch)."""
     require_account(account_id)
     with session_scope() as session:
-        view = account_service.public_view(account_service.get_account(session, account_id))
+        account = account_service.get_account(session, account_id)
+        view = {**account_service.public_view(account), "halted": halted_view(account)}
     return {**view, "order_budget": budget_views([account_id])[account_id]}
 
 

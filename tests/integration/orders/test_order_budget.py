@@ -14,12 +14,12 @@ import secrets
 from datetime import datetime, timezone
 
 import pytest
-import requests
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_errors
 
 from app.broker.order_budget import budget_day
 from app.core.timestamps import iso
+from tests.support.accounts import paper_account
 from tests.support.batches import leg
 from tests.support.metric_series import samples
 from tests.support.orders import market_order
@@ -34,15 +34,9 @@ def fresh_account(order_stack):
     from app.core.db import session_scope
 
     def make(cash: float = 1e9, broker_user_id: str | None = None) -> tuple[str, dict]:
-        suffix = secrets.token_hex(4)
-        account_id = f"budget-{suffix}"
-        creds = {"api_key": f"paper-budget-{suffix}", "api_secret": f"secret-{suffix}",
-                 "access_token": f"tok-{suffix}"}
-        requests.post(f"{order_stack.root}/_sim/accounts", json={**creds, "cash": cash},
-                      timeout=10).raise_for_status()
-        with session_scope() as session:
-            account_service.add_account(session, account_id, **creds)
-            if broker_user_id:  # what POST /accounts/{id}/session stores from Kite's answer
+        account_id, creds = paper_account(order_stack.root, "budget", cash)
+        if broker_user_id:  # what POST /accounts/{id}/session stores from Kite's answer
+            with session_scope() as session:
                 account_service.set_access_token(session, account_id, creds["access_token"], broker_user_id)
         return account_id, creds
     return make

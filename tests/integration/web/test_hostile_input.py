@@ -40,12 +40,13 @@ UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Versi
 # Every route with a JSON body (test_every_json_route_is_attacked), and the key it is sent with.
 JSON_ROUTES = [
     ("POST", "/accounts", "admin"), ("PATCH", "/accounts/{account_id}", "admin"),
-    ("POST", "/accounts/{account_id}/session", "admin"),
+    ("POST", "/accounts/{account_id}/session", "admin"), ("PUT", "/accounts/{account_id}/limits", "admin"),
     ("POST", "/accounts/{account_id}/orders", "primary"), ("POST", "/orders/place", "primary"),
     ("PATCH", "/orders/{order_id}", "primary"),
     ("POST", "/accounts/{account_id}/batch-orders", "primary"), ("POST", "/advanced/batch-orders", "primary"),
     ("POST", "/subscriptions", "admin"), ("POST", "/subscriptions/bulk", "admin"),
     ("POST", "/advanced/webhooks", "primary"), ("POST", "/postback/kite", None),
+    ("POST", "/accounts/{account_id}/kill-switch", "primary"),  # refused before anything halts the account
 ]
 PATH_VALUES = {"account_id": "primary", "order_id": "0123456789abcdef0123456789abcdef"}
 

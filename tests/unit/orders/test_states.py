@@ -7,10 +7,11 @@ import pytest
 from app.broker import statuses as kite
 from app.models import Order, OrderEvent
 from app.orders import states
-from app.orders.states import (ALLOWED, BROKER_FINAL, CANCELLED, COMPLETE, DEAD_LETTER, FINAL, OPEN, PARTIAL, QUEUED,
-                               REJECTED, SUBMITTING, InvalidTransition, can_move, from_broker_status, transition)
+from app.orders.states import (ALLOWED, BROKER_FINAL, CANCELLED, COMPLETE, DEAD_LETTER, EXPIRED, FINAL, LIVE, OPEN,
+                               PARTIAL, QUEUED, REJECTED, SUBMITTING, InvalidTransition, can_move,
+                               from_broker_status, transition)
 
-ALL = (QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER, PARTIAL)
+ALL = (QUEUED, SUBMITTING, OPEN, COMPLETE, CANCELLED, REJECTED, DEAD_LETTER, PARTIAL, EXPIRED)
 
 
 class RecordingSession:
@@ -32,7 +33,8 @@ def order(status: str, **changes) -> Order:
 
 def test_every_status_has_its_moves_and_the_final_ones_none():
     assert set(ALLOWED) == set(ALL)
-    assert FINAL == BROKER_FINAL | {DEAD_LETTER, PARTIAL}  # PARTIAL: sliced parents only
+    assert FINAL == BROKER_FINAL | {DEAD_LETTER, PARTIAL, EXPIRED}  # PARTIAL: sliced parents only
+    assert LIVE == set(ALL) - FINAL
     assert ALLOWED[PARTIAL] == frozenset()
     assert BROKER_FINAL == kite.FINAL  # our final statuses are Kite's
     for status in BROKER_FINAL:
@@ -47,12 +49,14 @@ def test_every_status_has_its_moves_and_the_final_ones_none():
     (DEAD_LETTER, QUEUED),  # replay
     (OPEN, OPEN),  # a modification, a partial fill
     (QUEUED, CANCELLED),  # cancelled before it was sent
+    (QUEUED, EXPIRED),  # not sent before its expiry
+    (SUBMITTING, EXPIRED),  # a retry past its expiry, once the tag lookup found nothing at the broker
 ])
 def test_the_documented_moves_are_allowed(current, target):
     assert can_move(current, target)
 
 
-@pytest.mark.parametrize("current", [QUEUED, SUBMITTING, DEAD_LETTER])
+@pytest.mark.parametrize("current", [QUEUED, SUBMITTING, DEAD_LETTER, EXPIRED])
 def test_the_brokers_word_wins_over_ours(current):
     """An update from the broker may move an order we still think unsent straight to what it says."""
     for target in (OPEN, COMPLETE, CANCELLED, REJECTED):
@@ -63,6 +67,7 @@ def test_the_brokers_word_wins_over_ours(current):
     (OPEN, QUEUED), (OPEN, SUBMITTING), (OPEN, DEAD_LETTER),  # live at the broker: never resent
     (QUEUED, QUEUED), (SUBMITTING, SUBMITTING), (DEAD_LETTER, DEAD_LETTER), (DEAD_LETTER, SUBMITTING),
     (COMPLETE, OPEN), (CANCELLED, QUEUED), (REJECTED, QUEUED),
+    (EXPIRED, QUEUED), (EXPIRED, SUBMITTING), (OPEN, EXPIRED), (DEAD_LETTER, EXPIRED),  # never sent late
 ])
 def test_other_moves_are_refused(current, target):
     assert not can_move(current, target)
