@@ -93,9 +93,11 @@ def cancel_one(run: KillRun, kite, row: dict, limit_key: str) -> str | None:
         raise
 
 
-def cancel_live(run: KillRun, kite, limit_key: str, wait_s: float = CANCEL_WAIT_S) -> dict:
+def cancel_live(run: KillRun, kite, limit_key: str, wait_s: float = CANCEL_WAIT_S, on_cancel=None) -> dict:
     """Cancel every live order in the broker's book and wait until none is live (or `wait_s` passed);
-    the service's own orders follow the broker's word. Returns what was cancelled, refused, left live."""
+    the service's own orders follow the broker's word. Returns what was cancelled, refused, left live.
+    `on_cancel(broker_order_ids)` after each cancel the broker took: the step records its progress, so a
+    run cut off mid-step (its time budget, its worker) leaves a report the next run completes."""
     asked: dict[str, str | None] = {}
     waited = 0.0
     while True:
@@ -109,6 +111,8 @@ def cancel_live(run: KillRun, kite, limit_key: str, wait_s: float = CANCEL_WAIT_
             order_id = str(row["order_id"])
             if order_id not in asked and str(row.get("status")).upper() in CANCELLABLE:
                 asked[order_id] = cancel_one(run, kite, row, limit_key)
+                if on_cancel is not None and asked[order_id] is None:
+                    on_cancel(sorted(o for o, refusal in asked.items() if refusal is None))
         if waited >= wait_s:
             break
         run.pause(POLL_S)

@@ -245,9 +245,13 @@ def _carry_on(lease: KillRun) -> str:
         counts = cancel_queued(lease, kite)
         lease.step(CANCEL_QUEUED, DONE, {name: before.get(name, 0) + n for name, n in counts.items()})
     if not _done(lease, CANCEL_OPEN):
+        before = (find_step(lease.steps, CANCEL_OPEN) or {}).get("detail") or {}  # a run cut off mid-step
         lease.step(CANCEL_OPEN)
         gtts = delete_active_gtts(lease, kite, limit_key)  # first: one firing now is cancelled just after
-        lease.step(CANCEL_OPEN, DONE, {**cancel_live(lease, kite, limit_key), "gtts": gtts})
+        done = {**cancel_live(lease, kite, limit_key, on_cancel=lambda ids: lease.step(
+            CANCEL_OPEN, detail=_with_earlier_cancels(before, {"cancelled": ids, "refused": {}, "gtts": gtts}))),
+            "gtts": gtts}
+        lease.step(CANCEL_OPEN, DONE, _with_earlier_cancels(before, done))
     for round_ in range(1, MAX_RECORDED_ROUNDS + 1):
         step = find_step(lease.steps, SQUARE_OFF, round_)
         if step is not None and step["status"] == DONE:
@@ -270,6 +274,20 @@ def _carry_on(lease: KillRun) -> str:
     lease.step(VERIFY, FAILED, {"positions": positions})
     return _fail(lease, f"positions still open after {MAX_ROUNDS} square-off rounds: "
                         + ", ".join(f"{p['tradingsymbol']} {p['product']} {p['quantity']}" for p in positions))
+
+
+def _with_earlier_cancels(before: dict, now: dict) -> dict:
+    """The cancel step's detail over every run: a run that took over from one cut off mid-step finds the
+    earlier run's cancels done already, and the report still names them."""
+    if not before:
+        return now
+    merged = dict(now)
+    merged["cancelled"] = sorted(set(before.get("cancelled", [])) | set(now["cancelled"]))
+    merged["refused"] = {**before.get("refused", {}), **now["refused"]}
+    earlier_gtts = before.get("gtts") or {"deleted": [], "refused": {}}
+    merged["gtts"] = {"deleted": sorted(set(earlier_gtts["deleted"]) | set(now["gtts"]["deleted"])),
+                      "refused": {**earlier_gtts["refused"], **now["gtts"]["refused"]}}
+    return merged
 
 
 def _rounds_that_traded(steps: list[dict]) -> int:

@@ -12,26 +12,32 @@ def cancel_at_broker(broker_order_id: str, account: str = "primary") -> None:
     within the account's order rate that the workers share."""
     from app.accounts import Credentials
     from app.broker.client import kite_client
-    from app.broker.rate_limit import order_rate_limiter
 
     creds = BROKER_ACCOUNTS[account]
     kite = kite_client(Credentials(account, creds["api_key"], creds["api_secret"], creds["access_token"]))
-    order_rate_limiter().acquire(account, placement=False, max_wait_s=5)
-    kite.cancel_order("regular", broker_order_id)
+    _within_order_rate(account, False, lambda: kite.cancel_order("regular", broker_order_id))
 
 
 def place_at_broker(kite, account: str = "primary", **order) -> str:
     """Place an order at the broker behind the service's back, within the account's order rate that the
-    workers share. Our limiter and the broker's count the same window from two clocks, so a send at the
-    window's edge can still meet the broker's 429: that one is retried, as the workers retry it."""
+    workers share."""
+    return _within_order_rate(account, True, lambda: kite.place_order(**order))
+
+
+def _within_order_rate(account: str, placement: bool, call):
+    """`call()` in a slot of the account's order rate. Our limiter and the broker's count the same window
+    from two clocks, so a call at the window's edge can still meet the broker's 429: that one is retried,
+    as the workers retry it."""
     from kiteconnect import exceptions as kite_errors
 
+    from app.broker.order_limit_keys import order_limit_key_of
     from app.broker.rate_limit import order_rate_limiter
 
+    limit_key = order_limit_key_of(account)  # the workers' key: Kite counts per Zerodha user
     for attempt in range(5):
-        order_rate_limiter().acquire(account, max_wait_s=65)
+        order_rate_limiter().acquire(limit_key, placement=placement, max_wait_s=65)
         try:
-            return kite.place_order(**order)
+            return call()
         except kite_errors.NetworkException as exc:
             if "Too many requests" not in str(exc) or attempt == 4:
                 raise

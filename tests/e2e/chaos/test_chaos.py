@@ -212,10 +212,13 @@ def test_invariants_hold_under_chaos(stack):
             if o.status == "DEAD_LETTER":
                 if n > 1 or not o.error:
                     wrong.append((o.id, o.status, n, o.error))
+            elif o.status == "EXPIRED":  # not sent by its expiry: never placed, late or otherwise
+                if n != 0 or not o.error:
+                    wrong.append((o.id, o.status, n, o.error))
             elif n != 1:
                 wrong.append((o.id, o.status, n, o.error))
         statuses = Counter(o.status for o in orders)
-        checks["exactly one broker order per order (or dead-lettered with reason)"] = (
+        checks["exactly one broker order per order (or dead-lettered with reason, or expired and never placed)"] = (
             not wrong, f"{len(orders)} orders {dict(statuses)}; violations {wrong[:5]}")
 
         missing_batches = [b for b in accepted_batches.values() if b not in {x.id for x in batches}]

@@ -12,6 +12,7 @@ import pytest
 import requests
 from kiteconnect import KiteConnect
 
+from tests.support.accounts import retire
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.orders import market_order, place_at_broker, resting_limit_order
 
@@ -27,7 +28,9 @@ def proxy():
 
 @pytest.fixture
 def account(client, headers, order_stack):
-    """`account(egress=None)` → (account id, credentials): a service account on a paper-broker api key of its own."""
+    """`account(egress=None)` → (account id, credentials): a service account on a paper-broker api key of its
+    own, retired after the test (one test expires its session)."""
+    made = []
 
     def make(egress: dict | None = None) -> tuple[str, dict]:
         suffix = secrets.token_hex(4)
@@ -37,8 +40,10 @@ def account(client, headers, order_stack):
         created = client.post("/accounts", headers=headers["admin"], json={"account_id": account_id, **creds,
                                                                          "egress": egress})
         assert created.status_code == 201, created.get_json()
+        made.append(account_id)
         return account_id, creds
-    return make
+    yield make
+    retire(made)
 
 
 def stored_order(account_id: str, option, lapsed_s: float, **columns) -> str:

@@ -14,8 +14,7 @@ from celery import Celery
 from celery.app.trace import build_tracer
 from celery.signals import task_retry
 
-import workers.celery_app  # noqa: F401  (connects the worker's task_postrun handler)
-from workers.celery_app import release_tracebacks
+from workers.celery_app import release_tracebacks  # importing it connects the worker's task_postrun handler
 
 
 @pytest.fixture
