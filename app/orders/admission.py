@@ -38,6 +38,11 @@ SEND_MARGIN_S = 0.2  # ... and its broker call starts while at least this much i
 # Orders that go before the single orders waiting for a slot: a batch is placed together, a rollback
 # and a kill switch's square-off take risk off.
 PRIORITY_ROLES = frozenset({"leg", "rollback", "square_off"})
+# A batch's rollback reversal is sent however late: it takes a filled leg's risk off, and one that lapsed
+# would leave the batch half-placed (ROLLBACK_FAILED). Its retries end in the dead-letter queue, as before.
+# (A kill switch's square-offs do expire: a lapsed round is planned again from the broker's positions.)
+UNEXPIRING_ROLES = frozenset({"rollback"})
+UNEXPIRING_WITHIN = timedelta(days=1)
 
 
 class OrderBacklogFull(Exception):
@@ -110,8 +115,15 @@ def expiry_for(accepted_at: datetime, expire_after_s: int | None, settings: Sett
     return accepted_at + timedelta(seconds=window)
 
 
+def expires(role: str | None) -> bool:
+    return role not in UNEXPIRING_ROLES
+
+
 def expiry_of(order: Order) -> datetime:
-    """The order's expiry; an order stored before expiries existed lapses ORDER_MAX_QUEUE_S after it was accepted."""
+    """The order's expiry; an order stored before expiries existed lapses ORDER_MAX_QUEUE_S after it was
+    accepted. A rollback reversal has none (its day's end, for the arithmetic)."""
+    if not expires(order.role):
+        return (order.accepted_at or order.created_at) + UNEXPIRING_WITHIN
     if order.expires_at is not None:
         return order.expires_at
     return expiry_for(order.accepted_at or order.created_at, order.expire_after_s)

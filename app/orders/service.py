@@ -92,7 +92,8 @@ def new_order(account_id: str, fields: dict, idempotency_key: str | None = None,
     """An Order row in QUEUED with its first event (not added to a session). Batches build legs with it."""
     order_id = new_id()
     accepted_at = utcnow()
-    extra.setdefault("expires_at", admission.expiry_for(accepted_at, fields.get("expire_after_s")))
+    if admission.expires(extra.get("role")):
+        extra.setdefault("expires_at", admission.expiry_for(accepted_at, fields.get("expire_after_s")))
     order = Order(id=order_id, account_id=account_id, status=QUEUED, tag=broker_tag(order_id), attempts=0,
                   idempotency_key=idempotency_key, request_hash=digest, accepted_at=accepted_at, **fields, **extra)
     order.created_at = order.updated_at = order.accepted_at

@@ -38,6 +38,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
 from app.web.json_input import MAX_DEPTH
+from tests.support.accounts import retire
 
 # (name, key role or None for no key / "invalid", generation mode, examples per operation)
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
@@ -95,6 +96,21 @@ def _request_text(case, headers: dict) -> str:
     if body is not None:
         parts.append(f"body={json.dumps(body, default=str)[:400]}")
     return ascii(" ".join(parts))[1:-1]
+
+
+@pytest.fixture(autouse=True)
+def retire_fuzzed_accounts(db_schema):
+    """Accounts the fuzzer made (POST /accounts with any credentials) are retired after it: /health checks
+    every active account at the broker, and one with made-up credentials is "down" for the tests after."""
+    from app.core.db import session_scope
+    from app.models import Account
+
+    def active() -> set[str]:
+        with session_scope() as session:
+            return set(session.scalars(select(Account.id).where(Account.active.is_(True))))
+    before = active()
+    yield
+    retire(active() - before)
 
 
 @pytest.fixture(scope="module")

@@ -133,3 +133,16 @@ def test_a_parent_whose_slices_expired_unfilled_is_expired():
 
 def test_an_expired_order_is_announced_as_failed():
     assert events_for({"status": "EXPIRED"}) == ["order_failed"]
+
+
+def test_a_rollback_reversal_is_sent_however_late_and_other_orders_are_not():
+    from app.orders.service import new_order
+
+    accepted = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+    fields = {"exchange": "NFO", "tradingsymbol": "X", "transaction_type": "SELL", "quantity": 65,
+              "product": "NRML", "order_type": "MARKET"}
+    reversal, leg = new_order("a", fields, role="rollback"), new_order("a", fields, role="leg")
+    assert reversal.expires_at is None and leg.expires_at is not None
+    late = accepted + timedelta(minutes=30)
+    assert not admission.too_late_to_send(order(role="rollback", accepted_at=accepted), late)
+    assert admission.too_late_to_send(order(role="leg", accepted_at=accepted), late)
