@@ -16,23 +16,17 @@ cannot read, our rate limiter full or unreachable — the request is refused as 
 from __future__ import annotations
 
 import logging
-import time
 from decimal import Decimal, InvalidOperation
 
-import redis
 from kiteconnect import exceptions as kite_errors
 
 from app.broker.client import broker_client, forget_client
 from app.broker.errors import describe, is_transient
-from app.broker.rate_limit import other_calls_rate_limiter
+from app.broker.intake_calls import NotAnswered, call_in_turn
 from app.core.cluster_metrics import ClusterCounter
-from app.kite_session.refusals import noticed
 
 log = logging.getLogger(__name__)
 
-# A request waits this long at most for a slot under Kite's 10 calls/s; beyond, it is refused.
-MAX_RATE_WAIT_S = 1.0
-KITE_WINDOW_S = 1.0  # Kite counts calls per calendar second: after a 429 the next one starts within this
 PAISA = Decimal("0.01")
 
 REQUESTS = ("batch", "order")
@@ -132,35 +126,12 @@ def _ask_broker(account_id: str, orders: list[dict]) -> tuple[dict, dict]:
 
 
 def _call_in_turn(account_id: str, call):
-    """One broker call in a slot of the account's limiter. Our limiter counts only these checks,
-    so a 429 means other calls on the api key used up Kite's second: one more try in the next."""
-    for attempt in (1, 2):
-        _reserve_call(account_id)
-        try:
-            return call()
-        except Exception as exc:
-            if not is_broker_failure(exc):
-                raise  # neither the broker's answer nor the network's: a bug, reported as one
-            if attempt == 1 and getattr(exc, "code", None) == 429:
-                time.sleep(KITE_WINDOW_S)
-                continue
-            noticed(account_id, exc, "margin_check")  # a refused token: the session has expired
-            raise unavailable_because(account_id, exc) from exc
-
-
-def _reserve_call(account_id: str) -> None:
     try:
-        reservation = other_calls_rate_limiter().acquire(account_id, placement=False, max_wait_s=MAX_RATE_WAIT_S)
-    except redis.RedisError as exc:
-        raise MarginCheckUnavailable(f"the rate limiter is unreachable: {type(exc).__name__}") from exc
-    if not reservation.granted:
-        raise MarginCheckUnavailable("Kite's limit of 10 requests per second for this account is reached",
-                                     retry_after_s=round(reservation.wait_s, 3))
-
-
-def is_broker_failure(exc: BaseException) -> bool:
-    """An error from the broker (a Kite exception) or on the way to it (network, timeout)."""
-    return isinstance(exc, kite_errors.KiteException) or is_transient(exc)
+        return call_in_turn(account_id, call, "margin_check")
+    except NotAnswered as unanswered:
+        if unanswered.error is None:
+            raise MarginCheckUnavailable(unanswered.cause, retry_after_s=unanswered.retry_after_s) from unanswered
+        raise unavailable_because(account_id, unanswered.error) from unanswered.error
 
 
 def unavailable_because(account_id: str, exc: BaseException) -> MarginCheckUnavailable:

@@ -9,7 +9,8 @@ import requests
 from kiteconnect import exceptions as kite
 
 from app.broker import client as broker_clients
-from app.broker.margin_check import (InsufficientMargin, MarginCheckUnavailable, is_broker_failure, margin_orders,
+from app.broker.intake_calls import is_broker_failure
+from app.broker.margin_check import (InsufficientMargin, MarginCheckUnavailable, margin_orders,
                                      margin_shortfall, unavailable_because)
 
 
