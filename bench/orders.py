@@ -1,6 +1,7 @@
 """Order execution figures: REST accept → broker ack latency, and sustained orders/s per account.
 
     python bench/orders.py [--latency-orders 60] [--burst 150]
+    python bench/orders.py --accounts 20 [--seconds 60] [--rate 10] [--workers 6] [--web-workers 1]
 
 Runs its own stack (bench/stack.py: private database and Redis DB, the paper
 broker at zero latency, a Celery worker, the app on a real port).
@@ -13,6 +14,12 @@ broker at zero latency, a Celery worker, the app on a real port).
   Target: ≥ 95 % of the limit with zero 429s at the broker. (Kite's minute limit,
   ORDER_RATE_PER_MINUTE = 400, caps a burst at 400 orders per rolling minute; the
   burst stays under it.)
+- fleet (`--accounts N`): N accounts at once, each at its full budget (bench/order_fleet.py says how
+  the load is sent and which orders count as let through at once). Prints orders sent / accepted /
+  acked, acks/s per account and in total, accept → ack of the orders let through at once and of those
+  the budget deferred, the broker's 429s, duplicates (broker orders per tag and per service order) and
+  the CPU of the web server, the worker, the broker and this client. Targets: every order acked,
+  p99 accept → ack ≤ 100 ms for the orders let through at once, zero 429s, zero duplicates.
 """
 from __future__ import annotations
 
@@ -64,8 +71,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-orders", type=int, default=60)
     parser.add_argument("--burst", type=int, default=150)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (Celery prefork concurrency); default 2, 6 with --accounts")
+    parser.add_argument("--accounts", type=int, default=0, help="fleet mode: this many accounts at full budget")
+    parser.add_argument("--seconds", type=float, default=60.0, help="fleet mode: how long they send")
+    parser.add_argument("--rate", type=float, default=10.0, help="fleet mode: orders a second per account")
+    parser.add_argument("--web-workers", type=int, default=1, help="fleet mode: gunicorn worker processes")
     args = parser.parse_args()
+    if args.accounts:
+        return fleet(args)
+    args.workers = args.workers or 2
 
     with bench_stack(worker_concurrency=args.workers) as (app, server, broker, headers):
         from app import accounts as account_service
@@ -115,6 +130,12 @@ def main() -> None:
         print(f"sustained: {len(acks)}/{len(burst_ids)} orders acked; enqueued in {submit_s:.2f} s")
         print(f"  {rate:.2f} orders/s per account = {rate / 10 * 100:.1f} % of Kite's 10/s "
               f"(target ≥ 95 %); broker 429s: {limited}; max attempts: {max(attempts)}")
+
+
+def fleet(args) -> None:
+    from order_fleet import run_fleet
+
+    run_fleet(args, order_body, pick_option, acked)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ ACCOUNT = {"api_key": "bench-primary", "api_secret": "bench-secret", "access_tok
 
 
 @contextmanager
-def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, env: dict | None = None):
-    """Yields (app, web server, broker, headers); everything stops afterwards."""
+def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, env: dict | None = None,
+                web_workers: int = 1, processes: dict | None = None):
+    """Yields (app, web server, broker, headers); everything stops afterwards. `processes`, when given,
+    is filled with the processes started ("web", "worker", "broker"), for a benchmark's CPU figures."""
     environment = configure_test_environment()
     os.environ.update(env or {})
     from alembic import command
@@ -37,7 +39,7 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
 
     command.upgrade(alembic_config(), "head")
     app = create_app()  # for in-process lookups (registry, database); HTTP goes to gunicorn
-    server = GunicornServer(workers=1, env={"LOG_LEVEL": "WARNING"})
+    server = GunicornServer(workers=web_workers, env={"LOG_LEVEL": "WARNING"})
     broker = PaperBroker(seed=3, postback_url=f"{server.url}/postback/kite",
                          accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])},
                          cash=1e9, daily_expiry=False).start()   # measures latency, not funds or 06:00
@@ -49,6 +51,8 @@ def bench_stack(worker_concurrency: int = 4, broker_faults: dict | None = None, 
         refresh_instruments.run()
         server.start(timeout=30)  # after the settings above, which it reads from the environment
         worker = CeleryWorker(concurrency=worker_concurrency).start()
+        if processes is not None:
+            processes.update(web=server, worker=worker, broker=broker)
         if broker_faults:
             broker.set_faults(**broker_faults)
         yield app, server, broker, {"X-API-Key": API_KEYS["admin"]}

@@ -2,11 +2,19 @@
 
     .venv/bin/python bench/stream.py [--rates 10000,25000,50000,100000,150000] [--seconds 8] [--quick]
                                      [--py-spy-seconds N]
+    .venv/bin/python bench/stream.py --universe fno [--accounts 3] [--instruments 27000] [--streams 1|2]
+                                     [--rates 100000,150000] [--window-ms 100] [--max-size N]
 
-One `python -m workers.stream` subprocess (as the Procfile runs it) streams every
-paper-broker instrument (~650) in FULL mode on one account / one connection. For
-each offered rate the broker's per-instrument `tick_rate` is set to rate / instruments,
-the stream gets a short warm-up, then for `--seconds`:
+Small universe (default): one `python -m workers.stream` subprocess (as the Procfile runs it)
+streams every paper-broker instrument (~650) in FULL mode on one account / one connection.
+`--universe fno` (the whole F&O market, ~90,000 instruments): `--accounts` accounts (3: Kite's
+3 connections x 3,000 instruments each, 27,000 in all) stream the `--instruments` most liquid
+ones — every spot and future, then the options nearest the money — in FULL mode, each
+instrument ticking at its own rate (near-the-money more often); `--streams 2` runs two stream
+processes that share the accounts through their leases (the platform's way to scale out).
+For each offered rate the broker's per-instrument `tick_rate` is set to rate / instruments
+(a mean: the broker's liquidity weights make the subscribed near-the-money set tick faster, so
+`sent/s` is the figure to read), the stream gets a short warm-up, then for `--seconds`:
 
 - sent/s       ticks the broker actually wrote (`/_sim/state` ticks_sent delta)
 - received/s   ticks the stream decoded (`stream_ticks_received_total`, scraped from
@@ -29,8 +37,14 @@ the stream gets a short warm-up, then for `--seconds`:
                every frame, including ticks superseded within their window), p50/p99
                interpolated from the histogram buckets.
 
+- distinct     instruments published in the phase (`ticks:latest` is emptied at its start and
+               counted at its end: the stream writes every tick it publishes there)
+               (the published batches must represent every subscribed instrument)
+
 Targets (issue "Streaming worker", 2-core machine): ≥ 100,000 ticks/s sustained with
 Greeks; at 50,000 ticks/s p99 latency ≤ TICK_BATCH_WINDOW_MS + 20 ms.
+Targets at market scale (issue "The whole F&O market", `--universe fno`): ≥ 100,000 distinct
+ticks/s received, ≥ 50,000 ticks/s published with Greeks, p99 ≤ TICK_BATCH_WINDOW_MS + 30 ms.
 "Sustained" here: the stream decodes what the broker sends (received ≥ 97 % of sent),
 drops nothing, and latency stays bounded (p99 < 1 s).
 """
@@ -138,6 +152,25 @@ _PUBLISHED_AT = re.compile(rb'"published_at":"([^"]+)"')
 _LTQ = re.compile(rb'"last_traded_quantity":(\d+)')
 
 
+class SummedMetrics:
+    """The metrics of several stream processes, added up (histogram buckets too)."""
+
+    def __init__(self, ports: list[int]):
+        self.parts = [Metrics(port) for port in ports]
+
+    def scrape(self) -> dict:
+        scraped = [m.scrape() for m in self.parts]
+        total = scraped[0]
+        for other in scraped[1:]:
+            for key in ("received", "t2p_sum", "t2p_count", "enrich_sum", "enrich_count", "batches"):
+                total[key] += other[key]
+            total["published"] += other["published"]
+            total["dropped"] += other["dropped"]
+            counts = dict(total["t2p"])
+            total["t2p"] = sorted((le, counts.get(le, 0.0) + c) for le, c in other["t2p"])
+        return total
+
+
 class Subscriber(threading.Thread):
     """psubscribe ticker:* and count ticks without parsing whole messages (they are large).
 
@@ -147,7 +180,8 @@ class Subscriber(threading.Thread):
 
     def __init__(self, redis_url: str, marker: int):
         super().__init__(name="bench-subscriber", daemon=True)
-        self.client = redis.Redis.from_url(redis_url)
+        # RESP2: redis-py 8's RESP3 parser formats every pub/sub message for a debug log
+        self.client = redis.Redis.from_url(redis_url, protocol=2)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.psubscribe("ticker:*")
         self.marker_key = b'"instrument_token":%d,' % marker
@@ -239,6 +273,27 @@ def pick_marker(root: str) -> int:
     return min((i for i in calls if i["expiry"] == expiry), key=lambda i: abs(i["strike"] - spot))["instrument_token"]
 
 
+def choose_instruments(instruments, marker: int, count: int | None) -> list[int]:
+    """What the benchmark subscribes: everything (count None), or the `count` most liquid instruments —
+    every spot and future, then options nearest the money (the chain's middle strike stands for the
+    money: the broker lists strikes evenly around the spot), nearer expiries first on ties. Always the marker."""
+    if count is None:
+        return [i.instrument_token for i in instruments]
+    options = [i for i in instruments if i.is_option]
+    rest = [i.instrument_token for i in instruments if not i.is_option]
+    strikes: dict[tuple, list[float]] = {}
+    for o in options:
+        strikes.setdefault((o.name, o.expiry), []).append(o.strike)
+    middle = {key: sorted(values)[len(values) // 2] for key, values in strikes.items()}
+    expiry_rank = {e: k for k, e in enumerate(sorted({o.expiry for o in options}))}
+    options.sort(key=lambda o: (round(abs(o.strike / middle[(o.name, o.expiry)] - 1), 3), expiry_rank[o.expiry],
+                                o.instrument_token))
+    chosen = rest[:count] + [o.instrument_token for o in options[:max(0, count - len(rest))]]
+    if marker not in chosen:
+        chosen[-1] = marker
+    return chosen
+
+
 def py_spy_summary(pid: int, seconds: float, out_dir: Path) -> str:
     """Record the stream with py-spy (if installed) and summarise self and inclusive time."""
     exe = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
@@ -283,12 +338,26 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds at a new rate before measuring")
     parser.add_argument("--window-ms", type=int, default=100, help="TICK_BATCH_WINDOW_MS of the stream")
     parser.add_argument("--max-size", type=int, default=None,
-                        help="TICK_BATCH_MAX_SIZE of the stream (default: the stream's own, 1000)")
+                        help="TICK_BATCH_MAX_SIZE of the stream (default: the stream's own, 30000)")
     parser.add_argument("--quick", action="store_true", help="rates 10k,50k,100k, 3 s each")
     parser.add_argument("--py-spy-seconds", type=float, default=0,
                         help="profile the stream with py-spy for N s at the highest rate (after the table)")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--universe", choices=("small", "fno"), default="small",
+                        help="the paper broker's market: small (NIFTY and BANKNIFTY, ~650 instruments) or fno "
+                             "(the whole F&O segment, ~90,000)")
+    parser.add_argument("--accounts", type=int, default=None,
+                        help="streaming accounts (default: 1 for small, 3 for fno)")
+    parser.add_argument("--instruments", type=int, default=None,
+                        help="instruments subscribed (default: all ~650 for small; for fno 9,000 per account, "
+                             "the most liquid: spots, futures, then options nearest the money)")
+    parser.add_argument("--streams", type=int, default=1, help="stream processes sharing the accounts (leases)")
     args = parser.parse_args()
+    fno = args.universe == "fno"
+    if args.accounts is None:
+        args.accounts = 3 if fno else 1
+    if args.rates == ",".join(map(str, DEFAULT_RATES)) and fno and not args.quick:
+        args.rates = "100000,150000"
     rates = [10_000, 50_000, 100_000] if args.quick else [int(float(r)) for r in args.rates.split(",")]
     seconds = 3.0 if args.quick else args.seconds
     warmup = 1.0 if args.quick else args.warmup
@@ -309,10 +378,11 @@ def main() -> int:
         private_redis.stop()
         raise
     os.environ["LOG_LEVEL"] = "WARNING"
-    broker = stream = subscriber = None
+    broker = subscriber = None
+    streams: list = []
     try:
         from alembic import command
-        from sqlalchemy import delete
+        from sqlalchemy import delete, insert
 
         from app import accounts as account_service
         from app.cli import alembic_config
@@ -323,74 +393,110 @@ def main() -> int:
 
         command.upgrade(alembic_config(), "head")
         seed = 3
-        with PaperBroker(seed=seed, frozen=True) as probe:  # same seed → same instruments
+        universe_args = ["--universe", args.universe] if fno else []
+        started = time.monotonic()
+        with PaperBroker(seed=seed, frozen=True, extra_args=universe_args,
+                         startup_timeout=120) as probe:  # same seed → same instruments
             marker = pick_marker(probe.root)
-        broker = PaperBroker(seed=seed, tick_rate=1, rate_limits=False,
-                             accounts={ACCOUNT["api_key"]: (ACCOUNT["api_secret"], ACCOUNT["access_token"])},
-                             extra_args=["--stamp-token", str(marker)]).start()
+        accounts = [ACCOUNT] if args.accounts == 1 else [
+            {"api_key": f"bench-stream-{k}", "api_secret": f"bench-secret-{k}", "access_token": f"bench-token-{k}"}
+            for k in range(1, args.accounts + 1)]
+        broker = PaperBroker(seed=seed, tick_rate=1, rate_limits=False, startup_timeout=120,
+                             accounts={a["api_key"]: (a["api_secret"], a["access_token"]) for a in accounts},
+                             extra_args=["--stamp-token", str(marker), *universe_args]).start()
         use_paper_broker(broker)
         with session_scope() as session:
-            account_service.add_account(session, "bench", **ACCOUNT)
+            for k, account in enumerate(accounts):
+                account_service.add_account(session, "bench" if len(accounts) == 1 else f"bench-{k + 1}", **account)
         from workers.tasks.maintenance import refresh_instruments
         refresh_instruments.run()
-        tokens = [i.instrument_token for i in registry().all()]
+        tokens = choose_instruments(registry().all(), marker,
+                                    args.instruments or (9000 * args.accounts if fno else None))
         with session_scope() as session:
             session.execute(delete(Subscription))
-            session.add_all(Subscription(instrument_token=t, requested_mode="FULL") for t in tokens)
+            session.execute(insert(Subscription), [{"instrument_token": t, "requested_mode": "FULL"} for t in tokens])
         n = len(tokens)
+        print(f"set-up: {len(registry().all()):,} instruments listed, {n:,} subscribed, "
+              f"{time.monotonic() - started:.0f} s", flush=True)
 
-        metrics_port = free_port()
-        stream_env = dict(os.environ, STREAM_METRICS_PORT=str(metrics_port), STREAM_METRICS_HOST="127.0.0.1",
-                          TICK_BATCH_WINDOW_MS=str(args.window_ms), LOG_LEVEL="WARNING",
-                          **({"TICK_BATCH_MAX_SIZE": str(args.max_size)} if args.max_size else {}),
-                          PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        stream = StreamProcess(env=stream_env, log_path=work / "stream.log").start()
+        metrics_ports = [free_port() for _ in range(args.streams)]
+        streams = []
+        for k, port in enumerate(metrics_ports):
+            stream_env = dict(os.environ, STREAM_METRICS_PORT=str(port), STREAM_METRICS_HOST="127.0.0.1",
+                              TICK_BATCH_WINDOW_MS=str(args.window_ms), LOG_LEVEL="WARNING",
+                              **({"TICK_BATCH_MAX_SIZE": str(args.max_size)} if args.max_size else {}),
+                              PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+            streams.append(StreamProcess(env=stream_env, log_path=work / f"stream-{k}.log").start())
+        stream = streams[0]
+        latest = redis.Redis.from_url(os.environ["REDIS_URL"])
+        # Tens of MB/s of ticks: Redis's default pub/sub buffer (32 MB, or 8 MB for 60 s) would drop this
+        # Python subscriber whenever it falls half a second behind.
+        latest.config_set("client-output-buffer-limit", "pubsub 1gb 512mb 60")
         subscriber = Subscriber(os.environ["REDIS_URL"], marker)
         subscriber.start()
-        scraper = Metrics(metrics_port)
+        scraper = SummedMetrics(metrics_ports)
         redis_pid = private_redis.pid
 
         def redis_cpu() -> float:
             return cpu_seconds(redis_pid) if redis_pid else 0.0
 
-        def streaming() -> bool:  # subscribed: the broker sees one connection with all instruments
-            if sum(broker.state()["ticker"]["subscriptions"].get(ACCOUNT["api_key"], [])) < n:
+        def streams_cpu() -> float:
+            return sum(cpu_seconds(s.pid) for s in streams)
+
+        def streaming() -> bool:  # subscribed: the broker sees every instrument on the accounts' connections
+            subscribed = broker.state()["ticker"]["subscriptions"]
+            if sum(sum(subscribed.get(a["api_key"], [])) for a in accounts) < n:
                 return False
             try:
                 return scraper.scrape()["received"] > 0
             except requests.RequestException:
                 return False
 
-        stream.wait_until(streaming, 90, f"all {n} instruments subscribed and ticks received", interval=0.25)
+        stream.wait_until(streaming, 180, f"all {n} instruments subscribed and ticks received", interval=0.5)
+        layout = {a["api_key"]: broker.state()["ticker"]["subscriptions"].get(a["api_key"], []) for a in accounts}
 
-        print(f"stream pid {stream.pid}, broker pid {broker.pid}; {n} instruments in FULL mode on 1 connection; "
+        print(f"stream pids {[s.pid for s in streams]}, broker pid {broker.pid}; {n:,} instruments in FULL mode; "
+              f"connections per api key (instruments each): {layout}; "
               f"marker {marker}; TICK_BATCH_WINDOW_MS={args.window_ms}, TICK_BATCH_MAX_SIZE="
-              f"{stream_env.get('TICK_BATCH_MAX_SIZE', '1000')}; {seconds:.0f} s per rate after {warmup:.0f} s warm-up; "
+              f"{stream_env.get('TICK_BATCH_MAX_SIZE', 'default')}; {seconds:.0f} s per rate after {warmup:.0f} s warm-up; "
               f"{os.cpu_count()} CPUs (load avg {os.getloadavg()[0]:.2f})", flush=True)
-        header = (f"{'offered/s':>10} {'sent/s':>9} {'recv/s':>9} {'pub/s':>8} {'greeks/s':>8} {'dropped':>8} "
+        header = (f"{'offered/s':>10} {'sent/s':>9} {'recv/s':>9} {'pub/s':>8} {'greeks/s':>8} {'distinct':>8} {'dropped':>8} "
                   f"{'stream%':>7} {'broker%':>7} {'sub%':>5} {'redis%':>6} {'lat p50':>8} {'lat p99':>8} {'lat max':>8} "
                   f"{'t→pub p50':>9} {'t→pub p99':>9} {'hop p50':>7} {'samples':>7}")
         print(header)
         rows = []
         for rate in rates:
-            broker.settings(tick_rate=rate / n)
+            tick_rate = rate / n
+            broker.settings(tick_rate=tick_rate)
+            if fno:  # weights: the near-the-money set ticks faster than the mean; scale to send `rate`
+                time.sleep(1.0)
+                s0, t0 = broker.state()["ticker"]["ticks_sent"], time.monotonic()
+                time.sleep(1.5)
+                sent_rate = (broker.state()["ticker"]["ticks_sent"] - s0) / (time.monotonic() - t0)
+                if sent_rate > 0:
+                    tick_rate *= rate / sent_rate
+                    broker.settings(tick_rate=tick_rate)
             time.sleep(warmup)
             m0, s0 = scraper.scrape(), broker.state()["ticker"]["ticks_sent"]
-            c0 = (cpu_seconds(stream.pid), cpu_seconds(broker.pid), sum(os.times()[:2]), redis_cpu())
+            c0 = (streams_cpu(), cpu_seconds(broker.pid), sum(os.times()[:2]), redis_cpu())
             subscriber.reset()
+            latest.delete("ticks:latest")  # what the stream publishes from now on: the phase's distinct instruments
             t0 = time.monotonic()
             time.sleep(seconds)
             elapsed = time.monotonic() - t0
             st = subscriber.reset()
+            distinct = latest.hlen("ticks:latest")
             m1, s1 = scraper.scrape(), broker.state()["ticker"]["ticks_sent"]
-            c1 = (cpu_seconds(stream.pid), cpu_seconds(broker.pid), sum(os.times()[:2]), redis_cpu())
-            if not stream.alive():
-                raise RuntimeError(f"stream exited: {(work / 'stream.log').read_text()[-3000:]}")
+            c1 = (streams_cpu(), cpu_seconds(broker.pid), sum(os.times()[:2]), redis_cpu())
+            for k, s_ in enumerate(streams):
+                if not s_.alive():
+                    raise RuntimeError(f"stream exited: {(work / f'stream-{k}.log').read_text()[-3000:]}")
             t2p = [(le, c - dict(m0["t2p"]).get(le, 0.0)) for le, c in m1["t2p"]]
             enrich_n = m1["enrich_count"] - m0["enrich_count"]
             row = {
                 "offered": rate, "sent": (s1 - s0) / elapsed, "received": (m1["received"] - m0["received"]) / elapsed,
                 "published": st["ticks"] / elapsed, "greeks": st["greeks"] / elapsed,
+                "distinct": distinct, "subscribed": n, "options": st["options"] / elapsed,
                 "published_metric": sum((m1["published"] - m0["published"]).values()) / elapsed,
                 "dropped": sum(m1["dropped"].values()) - sum(m0["dropped"].values()),
                 "dropped_by": dict(m1["dropped"] - m0["dropped"]),
@@ -406,7 +512,7 @@ def main() -> int:
             }
             rows.append(row)
             print(f"{rate:>10,} {row['sent']:>9,.0f} {row['received']:>9,.0f} {row['published']:>8,.0f} "
-                  f"{row['greeks']:>8,.0f} {row['dropped']:>8,.0f} {row['stream_cpu']:>7.0f} {row['broker_cpu']:>7.0f} "
+                  f"{row['greeks']:>8,.0f} {row['distinct']:>8,} {row['dropped']:>8,.0f} {row['stream_cpu']:>7.0f} {row['broker_cpu']:>7.0f} "
                   f"{row['sub_cpu']:>5.0f} {row['redis_cpu']:>6.0f} {_f(row['lat_p50'])} {_f(row['lat_p99'])} {_f(row['lat_max'])} "
                   f"{_f(row['t2p_p50'], 9)} {_f(row['t2p_p99'], 9)} {_f(row['hop_p50'], 7)} {row['samples']:>7}",
                   flush=True)
@@ -429,15 +535,16 @@ def main() -> int:
             f"≤{le * 1000:g}ms {100 * c / top['t2p_buckets'][-1][1]:.0f}%" for le, c in top["t2p_buckets"]
             if top["t2p_buckets"][-1][1] > 0))
 
-        verdict(rows, args.window_ms)
+        verdict(rows, args.window_ms, fno)
         print(f"load average at the end: {os.getloadavg()[0]:.2f} (the 2 cores are shared; other work skews the figures)")
         if args.py_spy_seconds > 0:
             broker.settings(tick_rate=rates[-1] / n)
             time.sleep(1)
-            print("\n" + py_spy_summary(stream.pid, args.py_spy_seconds, work))
+            for s_ in streams:
+                print("\n" + py_spy_summary(s_.pid, args.py_spy_seconds, work))
         return 0
     finally:  # every step on its own: one failing must not leave the others running
-        for step in (subscriber and subscriber.stop, stream and stream.stop, broker and broker.stop,
+        for step in (subscriber and subscriber.stop, *[s_.stop for s_ in streams], broker and broker.stop,
                      environment.close, private_redis.stop):
             if step:
                 try:
@@ -455,7 +562,10 @@ def sustained(r: dict) -> bool:
             and r["lat_p99"] is not None and r["lat_p99"] < 1000)
 
 
-def verdict(rows: list[dict], window_ms: int) -> None:
+def verdict(rows: list[dict], window_ms: int, market_scale: bool = False) -> None:
+    if market_scale:
+        verdict_at_market_scale(rows, window_ms)
+        return
     ok = [r for r in rows if sustained(r)]
     best = max(ok, key=lambda r: r["received"]) if ok else None
     print()
@@ -488,5 +598,27 @@ def _f(value: float | None, width: int = 8) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.1f}"
 
 
+def verdict_at_market_scale(rows: list[dict], window_ms: int) -> None:
+    """Issue "The whole F&O market": ≥ 100,000 distinct ticks/s received, ≥ 50,000/s published with
+    Greeks, every subscribed instrument in the published batches, p99 ≤ window + 30 ms."""
+    limit = window_ms + 30
+    print()
+    for r in rows:
+        checks = {
+            "received ≥ 100,000/s": r["received"] >= 100_000 and r["received"] >= SUSTAINED_FRACTION * r["sent"],
+            "published ≥ 50,000/s, option ticks with IV ≥ 95 %": r["published"] >= 50_000
+            and r["greeks"] >= 0.95 * r["options"],
+            f"all {r['subscribed']:,} instruments published": r["distinct"] >= r["subscribed"],
+            "no drops": r["dropped"] == 0,
+            f"p99 ≤ {limit} ms": r["lat_p99"] is not None and r["lat_p99"] <= limit,
+        }
+        met = all(checks.values())
+        print(f"offered {r['offered']:,}/s: {'MET' if met else 'NOT MET'} — " + "; ".join(
+            f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
+            + f" (received {r['received']:,.0f}/s, published {r['published']:,.0f}/s, greeks {r['greeks']:,.0f}/s, "
+              f"distinct {r['distinct']:,}, p99 {_f(r['lat_p99']).strip()} ms, stream CPU {r['stream_cpu']:.0f}%)")
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

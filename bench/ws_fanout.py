@@ -1,6 +1,10 @@
 """WebSocket fan-out benchmark: N clients on ONE web process, order updates at R/s through Redis.
 
     .venv/bin/python bench/ws_fanout.py [--clients 1000] [--accounts 100] [--rate 200] [--seconds 15]
+    .venv/bin/python bench/ws_fanout.py --watch-chains [--clients 2000] [--ticks-per-s 50000,20000,5000]
+                                        [--web-workers 1] [--client-procs 2] [--seconds 10]
+
+--watch-chains: option chain watchers at market scale (issue #22), see bench/ws_chains.py.
 
 The web process runs as production runs it: `gunicorn -c gunicorn.conf.py -k gevent -w 1 wsgi:app`.
 The clients (aiohttp, one asyncio loop) run in a separate process; each connects to
@@ -102,6 +106,11 @@ def rss_kib(pid: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    if "--watch-chains" in sys.argv[1:] or "--chain-client" in sys.argv[1:]:
+        from bench.ws_chains import main as watch_chains
+
+        watch_chains()
+        return
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--accounts", type=int, default=100, help="clients are spread over this many accounts")
     parser.add_argument("--rate", type=float, default=200.0, help="order updates per second (all accounts)")

@@ -71,6 +71,7 @@ class AdminRoutes:
             "ticker": sim.ticker.state(),
             "postbacks": sim.postbacks.state(),
             "market": {"steps": sim.market.steps, "frozen": sim.market.frozen},
+            "universe": {"name": sim.market.universe, "instruments": sim.market.n},
             "market_hours": market_hours.enabled(), "market_open": market_hours.is_open(),
             "amo_waiting": market_hours.waiting_count(), "gtt": sim.gtt.state(),
         })
@@ -106,10 +107,11 @@ class AdminRoutes:
                                   "redirect_url": account.redirect_url, "allowed_ips": list(account.allowed_ips)})
 
     async def get_market(self, request):
-        """Spots, the pricing rate and, for `tokens=a,b`, the smile volatility (no noise) and price."""
+        """Spots, the pricing rate and, for `tokens=a,b`, the smile volatility (no noise), price and
+        tick weight (the instrument ticks at tick_rate × tick_weight)."""
         market = self.sim.market
         vols = market.implied_vol()
-        out = {"spot": {i.underlying: float(market.ltp[i.index]) for i in market.instruments if i.is_index},
+        out = {"spot": {i.underlying: float(market.ltp[i.index]) for i in market.spot_instruments},
                "rate": market.rate, "dividend_yield": 0.0, "frozen": market.frozen, "steps": market.steps,
                "instruments": {}}
         tokens = [t for t in request.query.get("tokens", "").split(",") if t.strip().isdigit()]
@@ -118,7 +120,8 @@ class AdminRoutes:
             if inst is not None:
                 i = inst.index
                 out["instruments"][token] = {"tradingsymbol": inst.tradingsymbol, "last_price": float(market.ltp[i]),
-                                             "smile_vol": float(vols[i]) if market.is_option[i] else None}
+                                             "smile_vol": float(vols[i]) if market.is_option[i] else None,
+                                             "tick_weight": float(market.liquidity[i])}
         return web.json_response(out)
 
     async def set_market(self, request):
@@ -130,7 +133,7 @@ class AdminRoutes:
         for name, value in (body.get("spot") or {}).items():
             try:
                 market.set_spot(name, float(value))
-            except StopIteration:
+            except KeyError:
                 return _json_error(f"unknown underlying {name}")
         for _ in range(int(body.get("steps", 0))):
             market.step()

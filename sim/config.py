@@ -14,6 +14,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     port: int = 0                      # 0: pick a free port (the start-up line says which)
     seed: int = 1
+    universe: str = "small"            # small: NIFTY + BANKNIFTY (652); fno: NSE's F&O segment (~96,000)
     tick_rate: float = 1.0             # ticks/s per subscribed instrument, on each connection
     market_step_ms: float = 250.0      # how often the market moves and orders are matched
     rate: float = 0.10                 # risk-free rate used to price options (no dividends)
@@ -42,9 +43,12 @@ def parse_args(argv=None) -> SimConfig:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--universe", choices=("small", "fno"), default="small",
+                   help="small: NIFTY and BANKNIFTY chains (652 instruments); fno: every NSE F&O underlying "
+                        "with futures and chains (~96,000 instruments, each ticking at its own rate)")
     p.add_argument("--tick-rate", type=float, default=1.0,
-                   help="ticks per second for each subscribed instrument on each connection "
-                        "(connection total = rate x subscriptions)")
+                   help="ticks per second for each subscribed instrument on each connection, on average over "
+                        "the universe (instrument i: rate x its liquidity weight; all weights 1 in small)")
     p.add_argument("--market-step-ms", type=float, default=250.0)
     p.add_argument("--rate", type=float, default=0.10, help="risk-free rate for option prices")
     p.add_argument("--strikes-each-side", type=int, default=40, help="strikes listed above and below the ATM")
@@ -88,7 +92,7 @@ def parse_args(argv=None) -> SimConfig:
         if value in (None, False):
             continue
         faults[name] = value.split(",") if isinstance(default, list) else value
-    return SimConfig(host=a.host, port=a.port, seed=a.seed, tick_rate=a.tick_rate,
+    return SimConfig(host=a.host, port=a.port, seed=a.seed, universe=a.universe, tick_rate=a.tick_rate,
                      market_step_ms=a.market_step_ms, rate=a.rate, strikes_each_side=a.strikes_each_side,
                      postback_url=a.postback_url,
                      strict_auth=a.strict_auth, daily_expiry=not a.no_daily_expiry,

@@ -60,18 +60,23 @@ def expiry_close_epoch(expiry: date) -> float:
     return datetime.combine(expiry, MARKET_CLOSE, IST).timestamp()
 
 
-def _strike_text(strike: float) -> str:
+def strike_text(strike: float) -> str:
     return str(int(strike)) if float(strike).is_integer() else f"{strike:g}"
 
 
-def option_symbol(name: str, expiry: date, strike: float, option_type: str) -> str:
-    """`NIFTY26D0124000CE` for a weekly, `NIFTY26DEC24000CE` for a monthly."""
+def option_prefix(name: str, expiry: date) -> str:
+    """What every option of one expiry's chain starts with: `NIFTY26D01` (weekly), `NIFTY26DEC` (monthly)."""
     yy = f"{expiry.year % 100:02d}"
     if is_monthly_expiry(expiry):
         middle = expiry.strftime("%b").upper()
     else:
         middle = f"{_WEEKLY_MONTH_CODES[expiry.month - 1]}{expiry.day:02d}"
-    return f"{name}{yy}{middle}{_strike_text(strike)}{option_type}"
+    return f"{name}{yy}{middle}"
+
+
+def option_symbol(name: str, expiry: date, strike: float, option_type: str) -> str:
+    """`NIFTY26D0124000CE` for a weekly, `NIFTY26DEC24000CE` for a monthly."""
+    return f"{option_prefix(name, expiry)}{strike_text(strike)}{option_type}"
 
 
 def future_symbol(name: str, expiry: date) -> str:

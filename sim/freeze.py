@@ -1,7 +1,9 @@
 """Exchange freeze quantities: the largest F&O order NSE accepts, and Kite's autoslice around it.
 
 Figures come from `sim/data/freeze_quantities.csv` (NSE revises them); `POST /_sim/settings
-{"freeze_quantities": {"NIFTY": 1755}}` overrides them at run time.
+{"freeze_quantities": {"NIFTY": 1755}}` overrides them at run time. Underlyings not in the file (the
+fno universe's other indices and its stocks) freeze at DEFAULT_FREEZE_LOTS lots: NSE derives a
+stock's limit from its market-wide position limit, which the paper broker does not model.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from .errors import input_error
 from .universe import Instrument
 
 DATA_FILE = Path(__file__).parent / "data" / "freeze_quantities.csv"
+DEFAULT_FREEZE_LOTS = 20
 MAX_SLICES = 10   # SEBI's 2026 retail-algo rule: "Order slicing should be capped at a maximum of 10 slices."
 
 FREEZE_MESSAGE = ("The order quantity {quantity} ({lots} lots) is higher than the maximum quantity of {limit} "
@@ -37,12 +40,10 @@ class FreezeLimits:
 
     def limit(self, instrument: Instrument) -> int | None:
         """The largest legal quantity in one order, a whole number of lots (None: no limit)."""
-        if instrument.is_index:
-            return None
-        limit = self.limits.get(instrument.underlying)
-        if limit is None:
+        if instrument.exchange != "NFO":   # indices, and stocks traded on NSE itself
             return None
         lot = instrument.lot_size or 1
+        limit = self.limits.get(instrument.underlying, DEFAULT_FREEZE_LOTS * lot)
         return limit // lot * lot
 
     def check(self, instrument: Instrument, quantity: int) -> None:

@@ -22,10 +22,9 @@ MARGIN_EXCEPTION = "Insufficient funds. Required margin is {required:.2f} but av
 class Funds:
     def __init__(self, market):
         self.market = market
-        self.indices = [i for i in market.instruments if i.is_index]   # the instrument list never changes
-
     def spots(self) -> dict[str, float]:
-        return {inst.underlying: float(self.market.ltp[inst.index]) for inst in self.indices}
+        """Each underlying's spot (index or stock) at its last price."""
+        return {inst.underlying: float(self.market.ltp[inst.index]) for inst in self.market.spot_instruments}
 
     def order_price(self, order) -> float:
         """What an open order is valued at: its limit price, else where it would trade now."""

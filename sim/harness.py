@@ -28,7 +28,7 @@ class PaperBroker:
     def __init__(self, seed: int = 1, tick_rate: float | None = None, postback_url: str | None = None,
                  strict_auth: bool = False, api_secret: str | None = None, accounts: dict | None = None,
                  rate_limits: bool = True, frozen: bool = False, faults: dict | None = None,
-                 cash: float | None = None, daily_expiry: bool = True,
+                 cash: float | None = None, daily_expiry: bool = True, universe: str = "small",
                  extra_args: list[str] | tuple = (), port: int = 0, startup_timeout: float = 20.0,
                  keep_log: bool = False):
         args = [sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)]
@@ -52,6 +52,8 @@ class PaperBroker:
             args += ["--cash", str(cash)]
         if not daily_expiry:
             args.append("--no-daily-expiry")
+        if universe != "small":
+            args += ["--universe", universe]
         self.args = args + list(extra_args)
         self.startup_timeout = startup_timeout
         self.keep_log = keep_log

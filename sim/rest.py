@@ -12,7 +12,7 @@ from .errors import KiteError, input_error, too_many_requests
 from .history import INTERVAL_MINUTES, MAX_DAYS
 from .ratelimit import HISTORICAL, ORDER, OTHER, QUOTE
 from .static_ip import check_order_source
-from .universe import instruments_csv
+from .universe import InstrumentDump
 
 PUBLIC = "public"   # request class of routes that need no session
 PAGE = "page"       # browser pages (the login page): no faults, no session, errors are not Kite JSON
@@ -65,6 +65,7 @@ class KiteRoutes:
     def __init__(self, sim):
         self.sim = sim            # sim.server.Simulator: broker, market, history, limiter, faults
         self.classes: dict = {}   # handler -> request class
+        self._instrument_dumps: dict = {}   # exchange (None: all) -> InstrumentDump
 
     def add_to(self, app: web.Application) -> None:
         r = [
@@ -224,9 +225,12 @@ class KiteRoutes:
     # ---- market data --------------------------------------------------------------------
     async def instruments(self, request):
         market = self.sim.market
-        exchange = request.match_info.get("exchange")
-        rows = [i for i in market.instruments if exchange is None or i.exchange == exchange.upper()]
-        return web.Response(text=instruments_csv(rows, market.ltp), content_type="text/csv")
+        exchange = (request.match_info.get("exchange") or "").upper() or None
+        dump = self._instrument_dumps.get(exchange)
+        if dump is None:   # the list never changes: its fixed columns are formatted once
+            dump = self._instrument_dumps[exchange] = InstrumentDump(
+                [i for i in market.instruments if exchange is None or i.exchange == exchange])
+        return web.Response(text=dump.text(market.ltp), content_type="text/csv")
 
     async def quote(self, request):
         return ok(quotes.quote(self.sim.market, request.query.getall("i", [])))

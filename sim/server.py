@@ -27,7 +27,7 @@ class Simulator:
     def __init__(self, config: SimConfig):
         self.config = config
         self.market = Market(seed=config.seed, rate=config.rate, step_s=config.market_step_ms / 1000.0,
-                             strikes_each_side=config.strikes_each_side)
+                             strikes_each_side=config.strikes_each_side, universe=config.universe)
         self.market.frozen = config.frozen
         self.history = History(config.seed, self.market)
         self.accounts = Accounts(config.api_secret, strict=config.strict_auth)

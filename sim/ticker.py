@@ -2,8 +2,11 @@
 binary tick frames, heartbeats and text order updates.
 
 One sender task per connection writes everything that connection receives, so
-frames never interleave. Ticks are rationed by a budget: `tick_rate` ticks per
-second for each subscribed instrument, sent round-robin over the subscription.
+frames never interleave. Each subscription earns credit at `tick_rate × w` ticks
+per second, w being the instrument's liquidity weight (sim/liquidity.py: mean 1
+over the universe, all 1 in the small one), and gets a tick whenever its credit
+reaches 1; new subscriptions start staggered, so equal weights take turns as
+round-robin would.
 The server never sends WebSocket pings or pongs (an unsolicited pong makes the
 official client kill its own connection).
 """
@@ -38,7 +41,8 @@ class TickerConnection:
         self.modes: dict[int, int] = {}            # instrument index -> mode, in subscription order
         self.sub_indices = np.empty(0, np.int64)
         self.sub_kinds = np.empty(0, np.int8)
-        self.cursor = 0
+        self.sub_rates = np.empty(0)               # ticks/s per unit of tick_rate: the liquidity weights
+        self.credit = np.empty(0)                  # ticks owed to each subscription
         self.fresh: list[int] = []                 # just subscribed or re-moded: send at once
         self.outbox: deque[str] = deque()
         self.wakeup = asyncio.Event()
@@ -96,9 +100,16 @@ class TickerConnection:
     def _rebuild(self) -> None:
         indices = np.fromiter(self.modes.keys(), np.int64, len(self.modes))
         modes = np.fromiter(self.modes.values(), np.int8, len(self.modes))
+        kept = dict(zip(self.sub_indices.tolist(), self.credit.tolist()))
+        new = np.array([i not in kept for i in indices.tolist()], bool)
+        credit = np.array([kept.get(i, 0.0) for i in indices.tolist()])
+        # the m new subscriptions start 1/m of a tick apart: with equal weights they take turns
+        m = int(new.sum())
+        credit[new] = 1.0 - np.arange(1, m + 1) / max(m, 1)
         self.sub_indices = indices
         self.sub_kinds = packets.packet_kinds(modes, self.hub.market.is_index[indices])
-        self.cursor = self.cursor % len(indices) if len(indices) else 0
+        self.sub_rates = self.hub.market.liquidity[indices]
+        self.credit = credit
 
     def send_error(self, message: str) -> None:
         self.outbox.append(json.dumps({"type": "error", "data": message}))
@@ -109,20 +120,25 @@ class TickerConnection:
         self.wakeup.set()
 
     # ---- sending ------------------------------------------------------------------------
-    def _next_batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.sub_indices)
-        positions = (self.cursor + np.arange(count)) % n
-        self.cursor = int((self.cursor + count) % n)
-        return self.sub_indices[positions], self.sub_kinds[positions]
+    def _due(self, rate: float, elapsed: float) -> tuple[np.ndarray, np.ndarray]:
+        """Add `elapsed` seconds of credit (at most a second's worth, plus one tick) and take the ticks
+        owed: (instrument indices, table kinds), an instrument repeated when it owes several."""
+        per_second = rate * self.sub_rates
+        self.credit = np.minimum(self.credit + per_second * elapsed, per_second + 1.0)
+        owed = np.floor(self.credit)
+        due = np.flatnonzero(owed)
+        counts = owed[due].astype(np.int64)
+        self.credit[due] -= counts
+        return np.repeat(self.sub_indices[due], counts), np.repeat(self.sub_kinds[due], counts)
 
     async def run_sender(self) -> None:
         hub, ws = self.hub, self.ws
         last = time.monotonic()
         last_sent = last
-        budget = 0.0
         while not ws.closed:
             rate = hub.tick_rate
-            interval = min(max(1.0 / rate if rate > 0 else 1.0, 0.01), 1.0)
+            fastest = rate * (float(self.sub_rates.max()) if len(self.sub_rates) else 1.0)
+            interval = min(max(1.0 / fastest if fastest > 0 else 1.0, 0.01), 1.0)
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=interval)
             except asyncio.TimeoutError:
@@ -131,15 +147,13 @@ class TickerConnection:
             faults = hub.faults.settings
             now = time.monotonic()
             elapsed, last = now - last, now
-            if faults.silence_ws:
-                budget = 0.0
+            if faults.silence_ws:   # no credit accrues meanwhile (`last` moves on), as when paused
                 continue
             while self.outbox:
                 await ws.send_str(self.outbox.popleft())
                 last_sent = now
             n = len(self.sub_indices)
             if faults.pause_ticks or n == 0:
-                budget = 0.0
                 self.fresh.clear()
             else:
                 if self.fresh:
@@ -150,11 +164,10 @@ class TickerConnection:
                         kinds = packets.packet_kinds(kinds, hub.market.is_index[fresh])
                         await self._send_ticks(fresh, kinds)
                         last_sent = now
-                budget = min(budget + rate * n * elapsed, rate * n + n)
-                while budget >= 1.0:
-                    count = min(int(budget), MAX_PACKETS_PER_SEND)
-                    await self._send_ticks(*self._next_batch(count))
-                    budget -= count
+                indices, kinds = self._due(rate, elapsed)
+                for start in range(0, len(indices), MAX_PACKETS_PER_SEND):
+                    end = start + MAX_PACKETS_PER_SEND
+                    await self._send_ticks(indices[start:end], kinds[start:end])
                     last_sent = now
             if now - last_sent >= HEARTBEAT_EVERY_S:
                 await ws.send_bytes(packets.HEARTBEAT)
@@ -163,9 +176,9 @@ class TickerConnection:
     async def _send_ticks(self, indices: np.ndarray, kinds: np.ndarray) -> None:
         hub = self.hub
         if hub.stamp_index is None:
-            frame = packets.build_frame(hub.market.tables, indices, kinds)
+            frame = packets.build_frame(hub.market, indices, kinds)
         else:  # --stamp-token: the marker's last_quantity is this frame's send time (epoch ms mod 2^32)
-            frame = packets.build_frame(hub.market.tables, indices, kinds, stamp_index=hub.stamp_index,
+            frame = packets.build_frame(hub.market, indices, kinds, stamp_index=hub.stamp_index,
                                         stamp_value=int(time.time() * 1000) % (1 << 32))
         await self.ws.send_bytes(frame)
         self.ticks_sent += len(indices)

@@ -222,7 +222,10 @@ class Settings:
         default_factory=lambda: float(_env("OPTION_GREEKS_DIVIDEND_YIELD", "0.0"))
     )
     tick_batch_window_ms: int = field(default_factory=lambda: int(_env("TICK_BATCH_WINDOW_MS", "100")))
-    tick_batch_max_size: int = field(default_factory=lambda: int(_env("TICK_BATCH_MAX_SIZE", "1000")))
+    # Distinct instruments that flush a batch before its window closes. Above the instruments subscribed
+    # (27,000 for three accounts), so at market scale the window decides: a flush per 1,000 instruments
+    # would publish every tick unconflated, in hundreds of small messages a flush (issue #22).
+    tick_batch_max_size: int = field(default_factory=lambda: int(_env("TICK_BATCH_MAX_SIZE", "30000")))
     max_instruments_per_ws: int = field(default_factory=lambda: int(_env("MAX_INSTRUMENTS_PER_WS", "3000")))
     max_ws_connections: int = field(default_factory=lambda: int(_env("MAX_WS_CONNECTIONS", "3")))
     stream_metrics_port: int = field(default_factory=lambda: int(_env("STREAM_METRICS_PORT", "9102")))

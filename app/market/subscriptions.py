@@ -17,20 +17,23 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
 from app.market.instruments import registry
-from app.models import Account, Subscription
+from app.models import Account, Subscription, utcnow
 from app.core.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
 MODES = ("LTP", "QUOTE", "FULL")
 CONTROL_CHANNEL = "stream:control"
+SQLITE_IN_CHUNK = 900  # tokens per IN list on SQLite: under its oldest bound-variable limit (999)
+READ_ALL_FROM = 2000  # tokens in one request from which the existing ones are found by reading them all
 
 
 class UnknownInstrument(Exception):
@@ -85,38 +88,92 @@ def capacity(session: Session, account_id: str | None = None) -> int:
 def subscribe(session: Session, tokens: list[int], mode: str, account_id: str | None = None,
               caller: Caller | None = None) -> Change:
     """Add or re-mode subscriptions (all or nothing); raises on unknown tokens, over capacity, or a
-    change `caller` may not make (NotPermitted)."""
+    change `caller` may not make (NotPermitted).
+
+    A few statements whatever the count (a whole account set's 27,000 at once): the existing ones
+    read as plain columns in one query, the new ones in one INSERT, the re-moded ones in one UPDATE
+    (on SQLite, one per 900 tokens)."""
     mode = mode.upper()
     tokens = list(dict.fromkeys(int(t) for t in tokens))
-    unknown = [t for t in tokens if registry().by_token(t) is None]
+    unknown = registry().missing(tokens)
     if unknown:
         raise UnknownInstrument(unknown)
     if account_id is not None and session.get(Account, account_id) is None:
         raise UnknownAccount(account_id)
 
-    existing = {s.instrument_token: s for s in session.scalars(
-        select(Subscription).where(Subscription.instrument_token.in_(tokens)))}
+    existing = _existing(session, tokens)
     if caller is not None:
-        _check_subscribe(caller, list(existing.values()), mode, account_id)
-    new = [t for t in tokens if t not in existing]
+        _check_subscribe(caller, existing, mode, account_id)
+    known = {s.instrument_token for s in existing}
+    new = [t for t in tokens if t not in known]
     if new:
-        total = (session.scalar(select(func.count()).select_from(Subscription)) or 0) + len(new)
-        limit = capacity(session)
-        if total > limit:
-            raise OverCapacity(total, limit, "the streaming accounts")
-        if account_id is not None:
-            pinned = (session.scalar(select(func.count()).select_from(Subscription).where(
-                Subscription.account_id == account_id)) or 0) + len(new)
-            if pinned > capacity(session, account_id):
-                raise OverCapacity(pinned, capacity(session, account_id), f"account {account_id}")
-    for token in new:
-        session.add(Subscription(instrument_token=token, requested_mode=mode, account_id=account_id))
-    updated = 0
-    for sub in existing.values():
-        if sub.requested_mode != mode or sub.account_id != account_id:
-            sub.requested_mode, sub.account_id = mode, account_id
-            updated += 1
-    return Change(created=len(new), updated=updated)
+        _check_capacity(session, len(new), account_id)
+        _insert(session, new, mode, account_id)
+    changed = [s.instrument_token for s in existing if s.requested_mode != mode or s.account_id != account_id]
+    for among in _among(session, changed):
+        session.execute(update(Subscription).where(among)
+                        .values(requested_mode=mode, account_id=account_id, updated_at=utcnow())
+                        .execution_options(synchronize_session=False))
+    return Change(created=len(new), updated=len(changed))
+
+
+# PostgreSQL: one statement with the tokens as one array parameter (27,000 rows in a few hundred ms,
+# several times faster than a multi-row INSERT of them).
+_INSERT_UNNESTED = text(
+    f"INSERT INTO {Subscription.__tablename__} (instrument_token, requested_mode, account_id, created_at, "
+    "updated_at) SELECT token, :mode, :account_id, :now, :now FROM unnest(CAST(:tokens AS BIGINT[])) AS token"
+).bindparams(bindparam("now", type_=Subscription.__table__.c.created_at.type))
+
+
+def _insert(session: Session, tokens: list[int], mode: str, account_id: str | None) -> None:
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_INSERT_UNNESTED, {"tokens": tokens, "mode": mode, "account_id": account_id, "now": now})
+        return
+    session.execute(insert(Subscription), [{"instrument_token": t, "requested_mode": mode, "account_id": account_id,
+                                            "created_at": now, "updated_at": now} for t in tokens])
+
+
+class Stored(NamedTuple):
+    instrument_token: int
+    requested_mode: str
+    account_id: str | None
+
+
+def _existing(session: Session, tokens: list[int]) -> list[Stored]:
+    """The stored subscriptions among `tokens`. For a large request, every subscription (the table holds
+    at most the accounts' capacity) filtered here: cheaper than sending the database thousands of tokens
+    to look up."""
+    query = select(Subscription.instrument_token, Subscription.requested_mode, Subscription.account_id)
+    if len(tokens) >= READ_ALL_FROM:
+        wanted = set(tokens)
+        return [Stored._make(row) for row in session.execute(query).tuples() if row[0] in wanted]
+    return [Stored._make(row) for among in _among(session, tokens)
+            for row in session.execute(query.where(among)).tuples()]
+
+
+def _among(session: Session, tokens: list[int]):
+    """WHERE clauses that together cover `tokens`: on PostgreSQL one `= ANY(array)`, a single parameter
+    whatever the count; elsewhere IN lists under SQLite's bound-variable limit (999 before 3.32)."""
+    if not tokens:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        yield Subscription.instrument_token == any_(bindparam("tokens", tokens, type_=ARRAY(BigInteger)))
+        return
+    for start in range(0, len(tokens), SQLITE_IN_CHUNK):
+        yield Subscription.instrument_token.in_(tokens[start:start + SQLITE_IN_CHUNK])
+
+
+def _check_capacity(session: Session, adding: int, account_id: str | None) -> None:
+    total = (session.scalar(select(func.count()).select_from(Subscription)) or 0) + adding
+    limit = capacity(session)
+    if total > limit:
+        raise OverCapacity(total, limit, "the streaming accounts")
+    if account_id is not None:
+        pinned = (session.scalar(select(func.count()).select_from(Subscription).where(
+            Subscription.account_id == account_id)) or 0) + adding
+        if pinned > capacity(session, account_id):
+            raise OverCapacity(pinned, capacity(session, account_id), f"account {account_id}")
 
 
 def unsubscribe(session: Session, token: int, caller: Caller | None = None) -> bool:
@@ -141,7 +198,7 @@ def list_subscriptions(session: Session, caller: Caller | None = None) -> list[S
     return list(session.scalars(query))
 
 
-def _check_subscribe(caller: Caller, existing: list[Subscription], mode: str, account_id: str | None) -> None:
+def _check_subscribe(caller: Caller, existing: list[Stored], mode: str, account_id: str | None) -> None:
     """Refuse (NotPermitted) what `caller` may not do to these subscriptions; see the module's rules."""
     if caller.is_admin:
         return

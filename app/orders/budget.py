@@ -109,8 +109,9 @@ def budget_views(account_ids: list[str]) -> dict[str, dict | None]:
             for account_id in account_ids}
 
 
-def require_room(account_id: str, placements: int, now: datetime | None = None) -> None:
-    """Raise OrderBudgetExhausted unless `placements` more orders fit in today's budget.
+def require_room(account_id: str, placements: int, now: datetime | None = None) -> BudgetStatus | None:
+    """Raise OrderBudgetExhausted unless `placements` more orders fit in today's budget; else the
+    status read (its limit key and queued orders serve the backlog check too: app.orders.pre_trade).
 
     Without Redis the request goes through unchecked: the worker checks at send time anyway, and
     an outage must not refuse what the service would otherwise accept and queue."""
@@ -119,6 +120,7 @@ def require_room(account_id: str, placements: int, now: datetime | None = None) 
         status = budget_statuses([account_id], now).get(account_id)
     except RedisError:
         log.warning("order budget not checked at intake (Redis)", exc_info=True, extra={"account_id": account_id})
-        return
+        return None
     if status is not None and placements > status.remaining:  # (no such account: the caller's 404)
         raise OrderBudgetExhausted(status, placements, budget_day(now).retry_after_s(now))
+    return status

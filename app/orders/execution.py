@@ -31,19 +31,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.broker.circuit_breaker import order_circuit_breaker
 from app.broker.client import broker_client
 from app.broker.errors import describe, is_final_rejection
 from app.broker.order_budget import order_budget
-from app.broker.order_limit_keys import order_limit_key_of
+from app.broker.order_limit_keys import order_limit_key
 from app.broker.rate_limit import NONE, WAITING, order_rate_limiter
 from app.core.config import ORDER_MAX_QUEUE_S_LIMIT, get_settings
 from app.core.db import new_session
 from app.core.timestamps import iso
-from app.models import Order, utcnow
+from app.models import Account, Order, utcnow
 from app.kite_session.held_orders import HELD, hold
 from app.kite_session.refusals import noticed
 from app.kite_session.state import is_live
@@ -92,8 +92,10 @@ def _may_exist(order: Order) -> bool:
     return order.attempts > 0 or order.error is not None
 
 
-def _waiting_order(order_id: str) -> Order | Outcome:
-    """The order as it waits to be sent (detached), or what the task does when it no longer waits."""
+def _waiting_order(order_id: str) -> tuple[Order, str] | Outcome:
+    """The order as it waits to be sent (detached) and the key of its account's order limits (its Zerodha
+    user, read in the same session: a login may have just named it), or what the task does when it no
+    longer waits."""
     with new_session() as session:
         order = session.get(Order, order_id)
         if order is None:
@@ -102,8 +104,9 @@ def _waiting_order(order_id: str) -> Order | Outcome:
             return Outcome("done", status=order.status)
         if order.role == PARENT:  # a sliced order is placed by its slices, never itself
             return Outcome("done", status=order.status, error="a sliced order is placed by its slices")
+        broker_user_id = session.scalar(select(Account.broker_user_id).where(Account.id == order.account_id))
         session.expunge(order)
-        return order
+        return order, order_limit_key(order.account_id, broker_user_id)  # Kite counts orders per Zerodha account
 
 
 @dataclass(frozen=True)
@@ -330,6 +333,7 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
     waiting = _waiting_order(order_id)
     if isinstance(waiting, Outcome):
         return waiting
+    waiting, limit_key = waiting
     account_id = waiting.account_id
 
     # Never placed late: past its expiry an order is EXPIRED — at once when no attempt can have placed
@@ -344,7 +348,6 @@ def submit_order(order_id: str, max_attempts: int | None = None, account_id: str
         status = hold(order_id)
         return Outcome("done", status=status, error=HELD if status == QUEUED else None)
 
-    limit_key = order_limit_key_of(account_id)  # Kite counts orders per Zerodha account
     slot_at = None
     if too_late is None:
         turn = _turn(waiting, limit_key, max_rate_wait_s)

@@ -28,12 +28,18 @@ def check_before_storing(account_id: str, placements: int, basket: list[dict], r
                          margin_check: bool, earlier: Callable[[], Placed | None]) -> Placed | None:
     """Raise one of REFUSALS or the margin check's refusals, or return what `earlier()` finds already
     placed under the request's key (the caller gives it back); None: go on and store it."""
+    budget = {}  # the budget check's reading: its limit key and queued orders are the backlog's count too
+
+    def backlog_counted() -> tuple[str, int] | None:
+        status = budget.get("status")
+        return (status.limit_key, status.queued) if status is not None else None
+
     checks = (
         lambda: require_not_halted(account_id),  # a kill switch halted it: nothing new until it resumes
         lambda: require_live_session(account_id),
-        lambda: require_room(account_id, placements),
+        lambda: budget.update(status=require_room(account_id, placements)),
         # past what the rate can send before the orders expire: 429, try again shortly
-        lambda: require_backlog_room(account_id, placements, basket, request),
+        lambda: require_backlog_room(account_id, placements, basket, request, backlog_counted()),
         lambda: check_order_limits(account_id, basket, request),
     )
     for check in checks:

@@ -7,7 +7,7 @@ Endpoints (flask-sock, see routes.py; auth by one of the `X-API-Key` header, `?a
     A key without the account gets HTTP 403 (JSON error shape) before the socket opens.
 ``/ws/orders``
     Admin keys only: every account.
-``/ws/ticks?underlying=nifty,banknifty&tokens=256265,123``
+``/ws/ticks?underlying=nifty,banknifty&chain=NIFTY:2026-12-03&tokens=256265,123``
     Tick batches of the stream process (see workers/stream/batcher.py).
 
 Messages to an order client, in this order:
@@ -51,20 +51,24 @@ Limits (issue #21), each per web process (gunicorn worker):
   ...`` (retry later, with backoff).
 - A client message (text or binary, after decompression) longer than
   ``WS_MAX_MESSAGE_BYTES`` (128 KiB) closes the socket with code 1009 ("Message is too big").
-- A tick socket holds at most 5,000 tokens and 50 underlyings, however many messages
-  built its subscription.
+- A tick socket holds at most 5,000 tokens, 50 underlyings and 25 chains, however many
+  messages built its subscription.
 
-A tick client receives the stream's messages unchanged when it subscribed to the
-channel's underlying, or with ``ticks`` (and ``count``) narrowed to its tokens.
-It may change its subscription with a JSON text message::
+A tick client receives the stream's messages unchanged when it watches the channel's
+underlying (every option chain and the spot/futures), or the message's chain (``chain``:
+``UNDERLYING:YYYY-MM-DD``, an option chain: its option messages, one per batch, and the
+underlying's ``ticker:{u}:underlying`` messages, for the spot and the futures — nothing
+else), or else with ``ticks`` (and ``count``) narrowed to its tokens. It may change its
+subscription with a JSON text message::
 
-    {"action": "subscribe", "tokens": [256265], "underlying": ["nifty"]}
+    {"action": "subscribe", "tokens": [256265], "underlying": ["nifty"], "chains": ["NIFTY:2026-12-03"]}
     {"action": "unsubscribe", "tokens": [256265]}
 
 answered by ``{"type": "subscribed", "action": "subscribe", "tokens": [...], "underlying": [...],
-"total": {"tokens": 3, "underlying": 1}}``: ``action``, ``tokens`` and ``underlying`` are the
-message's (the socket's first message names its whole subscription, from the query string), and
-``total`` counts the socket's subscription after it: an answer is never much longer than its message.
+"chains": [...], "total": {"tokens": 3, "underlying": 1, "chains": 1}}``: ``action``, ``tokens``,
+``underlying`` and ``chains`` are the message's (the socket's first message names its whole
+subscription, from the query string), and ``total`` counts the socket's subscription after it:
+an answer is never much longer than its message. A bad query value is HTTP 422 before the socket opens.
 Bad input, or a subscribe past the caps (which then changes nothing): ``{"type": "error",
 "message": ...}``. A slow tick client keeps the newest ``WS_TICK_BUFFER_MAX`` batches, drops
 the oldest, and is told ``{"type": "dropped", "count": n, "total": m}`` before its next batch.

@@ -11,19 +11,40 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
+from typing import Any, NamedTuple
 
 _ids = itertools.count(1)
 
 
-@dataclass
+@dataclass(eq=False)
 class Outgoing:
-    """One text frame to send; `account_id`/`seq`/`published_at` only for order updates."""
+    """One text frame to send; `account_id`/`seq`/`published_at` only for order updates.
+
+    `shared`: the same frame goes to many clients (a chain's watchers), so its WebSocket frame is
+    built once, by the first sender to need it (`frame()`), and written as is by the others.
+    """
 
     text: str
     account_id: str | None = None
     seq: int | None = None
     published_at: float | None = None  # epoch seconds of the message's timestamp
+    shared: bool = False
+    _frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        """The whole server-to-client text frame (RFC 6455: FIN, opcode 1, unmasked, no compression)."""
+        if self._frame is None:
+            payload = self.text.encode()
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 1 << 16:
+                header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+            else:
+                header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+            self._frame = header + payload
+        return self._frame
 
 
 # Replies (pong, subscription answers, errors) a client may leave unread. A client that sends
@@ -128,40 +149,63 @@ class OrderClient(Client):
     account_id: str | None = None  # None: every account (admin /ws/orders)
 
 
+class Chain(NamedTuple):
+    """One option chain: an underlying (lower-case, as in channel names) and an expiry ("YYYY-MM-DD")."""
+
+    underlying: str
+    expiry: str
+
+    def __str__(self) -> str:  # as clients write it: "NIFTY:2026-12-03"
+        return f"{self.underlying.upper()}:{self.expiry}"
+
+
+@dataclass
+class Subscription:
+    """What one subscription message (or the query string) names."""
+
+    underlyings: set[str] = field(default_factory=set)  # lower-case
+    tokens: set[int] = field(default_factory=set)
+    chains: set[Chain] = field(default_factory=set)
+
+
 @dataclass(eq=False)
 class TickClient(Client):
     underlyings: set[str] = field(default_factory=set)  # lower-case
     tokens: set[int] = field(default_factory=set)
+    chains: set[Chain] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wants_channel(self, underlying: str) -> bool:
-        return underlying in self.underlyings
-
-    def update(self, action: str, underlyings: set[str], tokens: set[int]) -> dict:
+    def update(self, action: str, named: Subscription) -> dict:
         """Apply a subscription message and return its answer; SubscriptionError (nothing changed) past a cap.
 
-        The caps hold for the socket's whole subscription, however many messages built it.
+        The caps hold for the socket's whole subscription, however many messages built it. The hub
+        calls this (RealtimeHub.resubscribe) so that its indexes follow.
         """
         with self._lock:
             if action == "subscribe":
-                _check_cap("tokens", MAX_TOKENS, self.tokens, tokens)
-                _check_cap("underlyings", MAX_UNDERLYINGS, self.underlyings, underlyings)
-                self.underlyings |= underlyings
-                self.tokens |= tokens
+                _check_cap("tokens", MAX_TOKENS, self.tokens, named.tokens)
+                _check_cap("underlyings", MAX_UNDERLYINGS, self.underlyings, named.underlyings)
+                _check_cap("chains", MAX_CHAINS, self.chains, named.chains)
+                self.underlyings |= named.underlyings
+                self.tokens |= named.tokens
+                self.chains |= named.chains
             else:
-                self.underlyings -= underlyings
-                self.tokens -= tokens
-            return self._answer(action, underlyings, tokens)
+                self.underlyings -= named.underlyings
+                self.tokens -= named.tokens
+                self.chains -= named.chains
+            return self._answer(action, named)
 
     def subscription(self) -> dict:
         """The first message of the socket: its whole subscription (the query string's)."""
         with self._lock:
-            return self._answer("subscribe", self.underlyings, self.tokens)
+            return self._answer("subscribe", Subscription(self.underlyings, self.tokens, self.chains))
 
-    def _answer(self, action: str, underlyings: set[str], tokens: set[int]) -> dict:
+    def _answer(self, action: str, named: Subscription) -> dict:
         # Names only what the message named, so an answer is never much longer than its message.
-        return {"type": "subscribed", "action": action, "underlying": sorted(underlyings), "tokens": sorted(tokens),
-                "total": {"tokens": len(self.tokens), "underlying": len(self.underlyings)}}
+        return {"type": "subscribed", "action": action, "underlying": sorted(named.underlyings),
+                "tokens": sorted(named.tokens), "chains": sorted(map(str, named.chains)),
+                "total": {"tokens": len(self.tokens), "underlying": len(self.underlyings),
+                          "chains": len(self.chains)}}
 
 
 class SubscriptionError(ValueError):
@@ -170,6 +214,7 @@ class SubscriptionError(ValueError):
 
 MAX_TOKENS = 5000  # per connection: the query string's and every subscribe message's together
 MAX_UNDERLYINGS = 50
+MAX_CHAINS = 25  # ~200 instruments each: about MAX_TOKENS' worth
 
 
 def _check_cap(what: str, cap: int, held: set, adding: set) -> None:
@@ -216,8 +261,30 @@ def parse_tokens(values: Any) -> set[int]:
     return tokens
 
 
-def parse_subscription_message(text: str) -> tuple[str, set[str], set[int]]:
-    """`{"action": "subscribe"|"unsubscribe", "tokens": [...], "underlying": [...]}`."""
+def parse_chains(values: Any) -> set[Chain]:
+    """`["NIFTY:2026-12-03", ...]` (or a comma-separated string): an underlying and an expiry date each."""
+    if values is None:
+        return set()
+    if isinstance(values, str):
+        values = values.split(",")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SubscriptionError("chains must be a list of 'UNDERLYING:YYYY-MM-DD' (or a comma-separated string)")
+    chains = set()
+    for value in (v.strip() for v in values if v.strip()):
+        name, _, expiry = value.rpartition(":")
+        try:
+            (underlying,) = parse_underlyings([name]) if name.strip() else ()
+            expiry = date.fromisoformat(expiry.strip()).isoformat()  # 2026-12-03; a real date
+        except (SubscriptionError, ValueError):
+            raise SubscriptionError(f"not a chain (UNDERLYING:YYYY-MM-DD): {value!r:.50}") from None
+        chains.add(Chain(underlying, expiry))
+    if len(chains) > MAX_CHAINS:
+        raise SubscriptionError(f"at most {MAX_CHAINS} chains per connection")
+    return chains
+
+
+def parse_subscription_message(text: str) -> tuple[str, Subscription]:
+    """`{"action": "subscribe"|"unsubscribe", "tokens": [...], "underlying": [...], "chains": [...]}`."""
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nesting too deep for the parser ([[[[...]]]])
@@ -227,8 +294,8 @@ def parse_subscription_message(text: str) -> tuple[str, set[str], set[int]]:
     action = body.get("action", "subscribe")
     if action not in ("subscribe", "unsubscribe"):
         raise SubscriptionError("action must be 'subscribe' or 'unsubscribe'")
-    underlyings = parse_underlyings(body.get("underlying", body.get("underlyings")))
-    tokens = parse_tokens(body.get("tokens"))
-    if not underlyings and not tokens:
-        raise SubscriptionError("give 'tokens' and/or 'underlying'")
-    return action, underlyings, tokens
+    named = Subscription(parse_underlyings(body.get("underlying", body.get("underlyings"))),
+                         parse_tokens(body.get("tokens")), parse_chains(body.get("chains", body.get("chain"))))
+    if not named.underlyings and not named.tokens and not named.chains:
+        raise SubscriptionError("give 'tokens', 'underlying' and/or 'chains'")
+    return action, named

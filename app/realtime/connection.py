@@ -41,7 +41,11 @@ class SerialSocket:
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            # send() until all is written, rather than gevent's sendall(), which asks the kernel for
+            # the socket's buffer size (a system call) on every write.
+            view, sent = memoryview(data), 0
+            while sent < len(data):
+                sent += self._sock.send(view[sent:])
         return len(data)
 
     sendall = send
@@ -149,14 +153,28 @@ def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int
             return
         if dropped:
             ws.send(json.dumps({"type": "dropped", "count": dropped, "total": outbox.dropped_total}))
+        frames: list[bytes] = []  # shared frames, written together: one system call for a backlog
         for item in items:
             if outbox.overflowed:
                 break
             if item.seq is not None and item.seq <= skip_through.get(item.account_id, 0):
                 continue  # already in the snapshot
+            if item.shared:
+                # As built once for every client (no per-client encoding or compression: an
+                # uncompressed frame is valid with permessage-deflate too, RFC 7692 section 6).
+                frames.append(item.frame())
+                continue
+            _write(ws, frames)
             ws.send(item.text)
             if item.published_at is not None:
                 metrics.ORDER_UPDATE_LATENCY.observe(max(0.0, time.time() - item.published_at))
+        _write(ws, frames)
+
+
+def _write(ws, frames: list[bytes]) -> None:
+    if frames:
+        ws.sock.send(frames[0] if len(frames) == 1 else b"".join(frames))
+        frames.clear()
 
 
 def _read(ws, client: Client, on_text: Callable[[str], list[str]] | None) -> None:

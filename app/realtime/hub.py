@@ -5,12 +5,19 @@ A background thread (a greenlet under gunicorn's gevent worker) pattern-subscrib
 outboxes of the clients that want it. It never blocks on a client. When Redis
 goes away it reconnects by itself with a capped backoff, and tells order clients
 to resync because updates published meanwhile were missed.
+
+Tick messages are routed through indexes (TickIndex), so a message costs in proportion to
+the clients that want it, not to every tick client: by underlying, by chain (read from the
+channel and the message's head, never its ticks) and by token. The same text goes to every
+client that wants the whole message; only token filters need the ticks parsed, and only
+when the message holds one of their tokens.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import threading
 import time
 from datetime import datetime
@@ -21,7 +28,7 @@ import redis
 from app.core.config import get_settings
 from app.core.timestamps import iso
 from app.realtime import metrics
-from app.realtime.clients import Client, OrderClient, Outgoing, TickClient
+from app.realtime.clients import Chain, Client, OrderClient, Outgoing, Subscription, TickClient
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,9 @@ ORDER_PREFIX = "orders:"
 TICK_PREFIX = "ticker:"
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
+# The hub reads Redis (while it has messages buffered) for at most this long before the senders' turn.
+# A turn of 2,000 senders takes ~0.1 s: 50 ms of reading a turn keeps the hub well ahead of the stream.
+YIELD_EVERY_S = 0.05
 
 
 class OverCap(Exception):
@@ -38,6 +48,83 @@ class OverCap(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+# A chain message's head (workers/stream/batcher.py): everything before "ticks", a few hundred characters.
+HEAD_CHARS = 512
+_HEAD_EXPIRY = re.compile(r'"expiry":\s*"(\d{4}-\d{2}-\d{2})"')
+_TICK_TOKEN = re.compile(r'"instrument_token":\s*(\d+)')
+
+
+def chain_expiry(text: str) -> str | None:
+    """The expiry in a message's head, or None; the ticks (which carry their own) are not read."""
+    head_end = text.find('"ticks":', 0, HEAD_CHARS)  # the key (the head's "type" is "ticks" too)
+    found = _HEAD_EXPIRY.search(text, 0, head_end) if head_end > 0 else None
+    return found.group(1) if found else None
+
+
+class TickIndex:
+    """Tick clients by what they watch. Not thread-safe: the hub holds its lock around every call."""
+
+    def __init__(self) -> None:
+        self.clients: set[TickClient] = set()
+        self.by_underlying: dict[str, set[TickClient]] = {}
+        self.by_chain: dict[Chain, set[TickClient]] = {}
+        # Chain watchers also get their underlying's ticker:{u}:underlying messages (spot, futures):
+        # per underlying, each watcher and how many of its chains it watches.
+        self.chain_watchers: dict[str, dict[TickClient, int]] = {}
+        self.by_token: dict[int, set[TickClient]] = {}
+
+    def add(self, client: TickClient) -> None:
+        self.clients.add(client)
+        for name in client.underlyings:
+            self.by_underlying.setdefault(name, set()).add(client)
+        for chain in client.chains:
+            self.by_chain.setdefault(chain, set()).add(client)
+            watchers = self.chain_watchers.setdefault(chain.underlying, {})
+            watchers[client] = watchers.get(client, 0) + 1
+        for token in client.tokens:
+            self.by_token.setdefault(token, set()).add(client)
+
+    def remove(self, client: TickClient) -> None:
+        self.clients.discard(client)
+        for name in client.underlyings:
+            _discard(self.by_underlying, name, client)
+        for chain in client.chains:
+            _discard(self.by_chain, chain, client)
+            watchers = self.chain_watchers.get(chain.underlying, {})
+            left = watchers.pop(client, 1) - 1
+            if left:
+                watchers[client] = left
+            elif not watchers:
+                self.chain_watchers.pop(chain.underlying, None)
+        for token in client.tokens:
+            _discard(self.by_token, token, client)
+
+    def wanting_whole(self, underlying: str, kind: str, text: str) -> set[TickClient]:
+        """The clients that get this message unchanged."""
+        found = set(self.by_underlying.get(underlying, ()))
+        if kind == "options":
+            expiry = chain_expiry(text) if self.by_chain else None
+            if expiry is not None:
+                found.update(self.by_chain.get(Chain(underlying, expiry), ()))
+        elif kind == "underlying":
+            found.update(self.chain_watchers.get(underlying, ()))
+        return found
+
+    def wanting_tokens(self, tokens: Iterable[int]) -> set[TickClient]:
+        found: set[TickClient] = set()
+        for token in tokens:
+            found.update(self.by_token.get(token, ()))
+        return found
+
+
+def _discard(index: dict, key, client) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(client)
+        if not group:
+            del index[key]
 
 
 def published_epoch(timestamp: str | None) -> float | None:
@@ -64,7 +151,7 @@ class RealtimeHub:
         self.slow_client_grace_s = slow_client_grace_s
         self._lock = threading.Lock()
         self._orders_by_account: dict[str | None, set[OrderClient]] = {}
-        self._tick_clients: set[TickClient] = set()
+        self._ticks = TickIndex()
         self._count = 0
         self._count_by_owner: dict[str, int] = {}
         self._thread: threading.Thread | None = None
@@ -116,7 +203,7 @@ class RealtimeHub:
             if isinstance(client, OrderClient):
                 self._orders_by_account.setdefault(client.account_id, set()).add(client)
             elif isinstance(client, TickClient):
-                self._tick_clients.add(client)
+                self._ticks.add(client)
         metrics.ACTIVE_CONNECTIONS.labels(client.endpoint).inc()
 
     def remove(self, client: Client) -> None:
@@ -129,9 +216,9 @@ class RealtimeHub:
                 if not group:
                     del self._orders_by_account[client.account_id]
             elif isinstance(client, TickClient):
-                if client not in self._tick_clients:
+                if client not in self._ticks.clients:
                     return
-                self._tick_clients.discard(client)
+                self._ticks.remove(client)
             self._count -= 1
             if client.owner is not None:
                 left = self._count_by_owner.pop(client.owner) - 1
@@ -143,15 +230,30 @@ class RealtimeHub:
     def clients(self) -> list[Client]:
         with self._lock:
             found: list[Client] = [c for group in self._orders_by_account.values() for c in group]
-            return found + list(self._tick_clients)
+            return found + list(self._ticks.clients)
+
+    def resubscribe(self, client: TickClient, action: str, named: Subscription) -> dict:
+        """Change a tick client's subscription (TickClient.update: its answer, or SubscriptionError)
+        and the indexes with it."""
+        with self._lock:
+            registered = client in self._ticks.clients
+            if registered:
+                self._ticks.remove(client)
+            try:
+                return client.update(action, named)
+            finally:
+                if registered:
+                    self._ticks.add(client)
 
     # ---- the subscription thread -----------------------------------------
     def _run(self) -> None:
         backoff = 0.2
         while not self._stopping:
             try:
+                # RESP2: redis-py's RESP3 parser formats every pub/sub message for a debug log (str() of the
+                # whole payload, logged or not): a fifth of the relay's CPU at market scale.
                 connection = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=10,
-                                                  health_check_interval=5, socket_keepalive=True)
+                                                  health_check_interval=5, socket_keepalive=True, protocol=2)
                 pubsub = connection.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(*PATTERNS)
                 self._pubsub = pubsub
@@ -161,11 +263,18 @@ class RealtimeHub:
                     self._tell_order_clients_to_resync("the relay reconnected to Redis; updates may have been missed")
                     log.warning("realtime hub reconnected to Redis")
                 self.last_error = None
-                next_sweep = time.monotonic() + 0.5
+                next_sweep = next_yield = time.monotonic() + 0.5
                 while not self._stopping:
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
                         self._dispatch(message)
+                        # Under gevent, reading never yields while Redis has more buffered: let the senders
+                        # run now and then, or their outboxes only fill and drop. Not after every message:
+                        # a hub that falls behind gets its subscription closed by Redis (its output
+                        # buffer limit), which loses every client's messages, not one slow client's.
+                        if time.monotonic() >= next_yield:
+                            time.sleep(0)
+                            next_yield = time.monotonic() + YIELD_EVERY_S
                     if time.monotonic() >= next_sweep:
                         self._close_stuck_clients()
                         next_sweep = time.monotonic() + 0.5
@@ -187,13 +296,12 @@ class RealtimeHub:
             return
         channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
         data = message["data"]
-        text = data.decode() if isinstance(data, bytes) else str(data)
         self.last_message_at = time.time()
         try:
             if channel.startswith(ORDER_PREFIX):
-                self._relay_order_update(channel[len(ORDER_PREFIX):], text)
+                self._relay_order_update(channel[len(ORDER_PREFIX):], _text(data))
             elif channel.startswith(TICK_PREFIX):
-                self._relay_ticks(channel, text)
+                self._relay_ticks(channel, data)
         except Exception:  # one malformed message must not stop the relay
             log.warning("unrelayable message", exc_info=True, extra={"channel": channel})
 
@@ -209,43 +317,52 @@ class RealtimeHub:
             client.outbox.offer(item)
         self.messages_relayed += len(targets)
 
-    def _relay_ticks(self, channel: str, text: str) -> None:
-        parts = channel.split(":")
-        underlying = parts[1] if len(parts) >= 3 else ""
+    def _relay_ticks(self, channel: str, data: bytes | str) -> None:
+        parts = channel.split(":")  # ticker:{underlying}:{options|underlying}
+        underlying, kind = (parts[1], parts[2]) if len(parts) >= 3 else ("", "")
+        head = _text(data[:HEAD_CHARS])  # routing reads the head only
         with self._lock:
-            clients = list(self._tick_clients)
-        whole, filtered = [], []
-        for client in clients:
-            if client.wants_channel(underlying):
-                whole.append(client)
-            elif client.tokens:
-                filtered.append(client)
-        if not whole and not filtered:
-            return
+            whole = self._ticks.wanting_whole(underlying, kind, head)
+            filtering = bool(self._ticks.by_token)
+        if not whole and not filtering:
+            return  # a chain nobody watches costs no more than this
+        text = _text(data)
         sent = 0
-        for client in whole:
-            sent += self._offer_tick(client, Outgoing(text=text))
+        if whole:
+            shared = Outgoing(text=text, shared=True)  # one text (and frame) for all: none built per client
+            sent += self._offer_ticks(whole, shared)
+        if filtering:  # tokens found by a scan, and the ticks parsed only when someone wants one
+            tokens = {int(t) for t in _TICK_TOKEN.findall(text)}
+            with self._lock:
+                filtered = self._ticks.wanting_tokens(tokens) - whole
+        else:
+            filtered = set()
         if filtered:
             body = json.loads(text)
             ticks = body.get("ticks") or []
-            by_filter: dict[frozenset[int], str | None] = {}  # clients with the same tokens share one frame
+            by_filter: dict[frozenset[int], list[TickClient]] = {}  # clients with the same tokens share one frame
             for client in filtered:
-                key = frozenset(client.tokens)
-                if key not in by_filter:
-                    mine = [t for t in ticks if t.get("instrument_token") in key]
-                    by_filter[key] = json.dumps({**body, "ticks": mine, "count": len(mine)}) if mine else None
-                if by_filter[key] is not None:
-                    sent += self._offer_tick(client, Outgoing(text=by_filter[key]))
+                by_filter.setdefault(frozenset(client.tokens), []).append(client)
+            for key, clients in by_filter.items():
+                mine = [t for t in ticks if t.get("instrument_token") in key]
+                if mine:
+                    text = json.dumps({**body, "ticks": mine, "count": len(mine)})
+                    sent += self._offer_ticks(clients, Outgoing(text=text, shared=len(clients) > 1))
         self.messages_relayed += sent
 
-    def _offer_tick(self, client: TickClient, item: Outgoing) -> int:
-        before = client.outbox.dropped_total
-        client.outbox.offer(item)
-        lost = client.outbox.dropped_total - before
+    def _offer_ticks(self, clients: Iterable[TickClient], item: Outgoing) -> int:
+        """Offer one frame to each client; count what slow clients' outboxes dropped for it."""
+        offered = lost = 0
+        for client in clients:
+            outbox = client.outbox
+            before = outbox.dropped_total
+            outbox.offer(item)
+            lost += outbox.dropped_total - before
+            offered += 1
         if lost:
             self.tick_batches_dropped += lost
             metrics.TICK_BATCHES_DROPPED.inc(lost)
-        return 1
+        return offered
 
     def _tell_order_clients_to_resync(self, reason: str) -> None:
         text = json.dumps({"type": "resync", "reason": reason, "timestamp": iso(datetime.now().astimezone())})
@@ -275,6 +392,10 @@ class RealtimeHub:
         """Connections per endpoint and account; `visible` limits the accounts shown (None: all)."""
         allowed = None if visible is None else set(visible)
         by_endpoint: dict[str, int] = {"orders": 0, "orders_all": 0, "ticks": 0}
+        with self._lock:  # sizes of the indexes: cheap
+            ticks = {"underlyings": len(self._ticks.by_underlying), "chains": len(self._ticks.by_chain),
+                     "chain_watchers": sum(len(w) for w in self._ticks.chain_watchers.values()),
+                     "tokens": len(self._ticks.by_token)}
         by_account: dict[str, int] = {}
         for client in self.clients():
             if isinstance(client, OrderClient) and client.account_id is not None:
@@ -298,8 +419,13 @@ class RealtimeHub:
             },
             "slow_clients_disconnected": self.slow_disconnects,
             "tick_batches_dropped": self.tick_batches_dropped,
+            "tick_subscriptions": ticks,
             "limits": {"order_queue": self.order_queue_limit, "tick_buffer": self.tick_buffer_limit},
         }
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
 
 def _iso_epoch(at: float | None) -> str | None:

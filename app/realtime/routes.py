@@ -19,8 +19,8 @@ from app.web.auth import Principal, authenticate, require_account, require_admin
 from app.web.errors import ApiError
 from app.web.extensions import sock
 from app.realtime import connection
-from app.realtime.clients import (OrderClient, Outbox, SubscriptionError, TickClient, parse_subscription_message,
-                                  parse_tokens, parse_underlyings)
+from app.realtime.clients import (OrderClient, Outbox, SubscriptionError, TickClient, parse_chains,
+                                  parse_subscription_message, parse_tokens, parse_underlyings)
 from app.realtime.hub import OverCap, RealtimeHub, get_hub
 from app.realtime.snapshot import order_snapshot
 from app.core.redis_client import get_redis
@@ -47,6 +47,7 @@ def _authorize_socket():
         try:  # bad query parameters are a 422 before the socket opens
             parse_underlyings(request.args.get("underlying"))
             parse_tokens(request.args.get("tokens"))
+            parse_chains(request.args.get("chain"))
         except SubscriptionError as exc:
             raise ApiError(422, str(exc))
 
@@ -112,17 +113,18 @@ def all_orders_socket(ws):
 
 @sock.route("/ws/ticks", bp=blp)
 def ticks_socket(ws):
-    """Tick batches filtered by `underlying` and/or `tokens` (WebSocket)."""
+    """Tick batches filtered by `underlying`, `chain` (UNDERLYING:YYYY-MM-DD) and/or `tokens` (WebSocket)."""
     relay = hub()
     principal = authenticate()
     client = TickClient(endpoint="ticks", outbox=Outbox(relay.tick_buffer_limit, drop_oldest=True),
                         key_id=principal.key_id, owner=cap_owner(principal),
                         underlyings=parse_underlyings(request.args.get("underlying")),
-                        tokens=parse_tokens(request.args.get("tokens")))
+                        tokens=parse_tokens(request.args.get("tokens")),
+                        chains=parse_chains(request.args.get("chain")))
 
     def on_text(text: str) -> list[str]:
         try:
-            return [json.dumps(client.update(*parse_subscription_message(text)))]
+            return [json.dumps(relay.resubscribe(client, *parse_subscription_message(text)))]
         except SubscriptionError as exc:
             return [json.dumps({"type": "error", "message": str(exc)})]
 

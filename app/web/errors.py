@@ -5,8 +5,9 @@ import logging
 import math
 from typing import Any, Callable
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         return _http_exception(exc)
+
+    @app.errorhandler(PoolTimeout)
+    def _no_database_connection(exc: PoolTimeout):  # overload: every pooled connection busy past the timeout
+        log.warning("no database connection free: answered 503", extra={"path": request.path})
+        response, status = error_response(503, "server busy: no database connection came free in time; "
+                                               "retry shortly", "server_busy")
+        response.headers["Retry-After"] = "1"
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # a bug, not bad input: log it whole, answer without internals

@@ -2,7 +2,7 @@
 
 A batch opens with its first tick and is flushed ``window_ms`` later (the
 stream's ``TICK_BATCH_WINDOW_MS``, default 100) or as soon as ticks of
-``max_size`` DISTINCT instruments (``TICK_BATCH_MAX_SIZE``, 1,000) are pending,
+``max_size`` DISTINCT instruments (``TICK_BATCH_MAX_SIZE``, 30,000) are pending,
 whichever comes first. Within a batch only the newest tick of each instrument
 is kept: clients want the current state, and a 100 ms window bounds how stale
 it can be. Counting distinct instruments (not raw ticks) caps the JSON work at
@@ -10,14 +10,17 @@ instruments x flushes per second whatever the tick rate: a busy instrument
 ticking many times in a window costs one published tick, not a flush.
 
 Channels (underlying lower-case):
-    ticker:{underlying}:options     option ticks, with IV and Greeks
-    ticker:{underlying}:underlying  the index and its futures
+    ticker:{underlying}:options     option ticks, with IV and Greeks: one message per
+                                    chain (underlying, expiry) per flush
+    ticker:{underlying}:underlying  the index and its futures: one message per flush
     ticker:other:underlying         subscribed tokens the instrument book does not know
 
 Message (JSON text):
     {"type": "ticks", "channel": ..., "underlying": "NIFTY" | null,
-     "kind": "options" | "underlying", "published_at": "...Z", "count": n,
-     "ticks": [tick, ...]}
+     "kind": "options" | "underlying", "expiry": "YYYY-MM-DD" (options only),
+     "published_at": "...Z", "count": n, "ticks": [tick, ...]}
+Everything before ``"ticks"`` is the head, written first and short: the WebSocket relay
+routes a message to a chain's watchers by reading its channel and head, never its ticks.
 A tick has KiteTicker's keys (``frames.to_json_ticks``, UTC ISO timestamps)
 plus ``underlying``; option ticks add ``tradingsymbol, strike, expiry,
 option_type, lot_size, underlying_price, underlying_source`` (enrich.py) and ``greeks``
@@ -33,8 +36,8 @@ Not thread-safe: one pump thread owns a batcher (see pump.py).
 """
 from __future__ import annotations
 
+import functools
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +47,8 @@ import numpy as np
 from workers.stream import frames, metrics
 from workers.stream.enrich import GREEK_NAMES, SOURCE_NAMES, GreeksEnricher, UnderlyingPrices
 from workers.stream.instruments import InstrumentBook
-from workers.stream.publisher import PublishResult, RedisPublisher
+from workers.stream.json_numbers import float_texts
+from workers.stream.publisher import PublishResult, PublishStage, RedisPublisher
 
 OTHER_CHANNEL = "ticker:other:underlying"
 
@@ -60,12 +64,13 @@ def underlying_channel(underlying: str) -> str:
 @dataclass
 class FlushReport:
     ticks: int  # after keeping the newest per token
-    channels: dict[str, int] = field(default_factory=dict)  # channel -> ticks in its message
-    result: PublishResult | None = None
+    channels: dict[str, int] = field(default_factory=dict)  # channel -> ticks in its messages
+    chains: dict[str, int] = field(default_factory=dict)  # "NIFTY:2031-01-30" -> ticks in its message
+    result: PublishResult | None = None  # None: handed to a PublishStage, published on its thread
 
 
 class TickBatcher:
-    def __init__(self, publisher: RedisPublisher, instruments: InstrumentBook | None = None,
+    def __init__(self, publisher: "RedisPublisher | PublishStage", instruments: InstrumentBook | None = None,
                  enricher: GreeksEnricher | None = None, window_ms: int = 100, max_size: int = 1000,
                  clock=time.monotonic, wall_clock=time.time) -> None:
         self.publisher = publisher
@@ -82,8 +87,10 @@ class TickBatcher:
         self._arrivals: list[float] = []  # wall-clock arrival time of each pending frame
         self._opened_at: float | None = None
         self._fragments_of: InstrumentBook | None = None  # the book _option_fragments was built from
-        self._option_fragments: list[str] = []
-        self._underlying_tails: list[str] = []
+        self._option_fragments = np.zeros(0, dtype=object)  # per option index: its static fields' text
+        self._underlying_tails = np.zeros(0, dtype=object)  # per underlying id: ',"underlying":...}'
+        self._option_chain = np.zeros(0, dtype=np.int64)  # per option index: its chain's number
+        self._chains: list[tuple[str, str]] = []  # per chain number: (channel, expiry)
         self.last_flush: FlushReport | None = None
 
     @property
@@ -96,9 +103,10 @@ class TickBatcher:
         """Distinct instruments among the pending ticks: what ``max_size`` caps."""
         return len(self._pending_tokens)
 
-    def add(self, rows: np.ndarray, received_at: float | None = None) -> FlushReport | None:
-        """Queue decoded rows (one frame). Flushes at once when ticks of ``max_size``
-        distinct instruments are pending."""
+    def add(self, rows: np.ndarray, received_at: float | None = None,
+            arrivals: list[float] | None = None) -> FlushReport | None:
+        """Queue decoded rows (one frame, or several: `arrivals` then gives each frame's arrival).
+        Flushes at once when ticks of ``max_size`` distinct instruments are pending."""
         if rows.size == 0:
             return None
         if self._opened_at is None:
@@ -106,7 +114,10 @@ class TickBatcher:
         self._pending.append(rows)
         self._pending_count += rows.size
         self._pending_tokens.update(rows["instrument_token"].tolist())
-        self._arrivals.append(self._wall() if received_at is None else received_at)
+        if arrivals:
+            self._arrivals.extend(arrivals)
+        else:
+            self._arrivals.append(self._wall() if received_at is None else received_at)
         metrics.TICKS_RECEIVED.inc(rows.size)
         if len(self._pending_tokens) >= self.max_size:
             return self.flush()
@@ -132,15 +143,11 @@ class TickBatcher:
         self._pending, self._pending_count, self._arrivals, self._opened_at = [], 0, [], None
         self._pending_tokens = set()
         rows = latest_per_token(rows)
-        report = self._publish(rows)
-        now = self._wall()
-        if report.result is PublishResult.PUBLISHED:
-            for arrived in arrivals:
-                metrics.TICK_TO_PUBLISH_SECONDS.observe(max(0.0, now - arrived))
+        report = self._publish(rows, arrivals)
         self.last_flush = report
         return report
 
-    def _publish(self, rows: np.ndarray) -> FlushReport:
+    def _publish(self, rows: np.ndarray, arrivals: list[float]) -> FlushReport:
         book = self.instruments
         if self._fragments_of is not book:
             self._build_fragments(book)
@@ -148,64 +155,100 @@ class TickBatcher:
         opt_idx, underlying_id, is_underlying = book.classify(tokens)
         self.prices.update(tokens[is_underlying], rows["last_price"][is_underlying])
         texts = frames.to_json_texts(rows, close=False)  # each tick is closed below
-        is_option = opt_idx >= 0
-        option_rows = np.flatnonzero(is_option)
+        n = len(texts)
+        option_rows = np.flatnonzero(opt_idx >= 0)
+        # Each tick's text is its columns' text, its option fields (and Greeks), and its underlying:
+        # joined in C (map/zip over whole columns), never tick by tick in Python.
+        suffixes = np.full(n, "", dtype=object)
         if option_rows.size:
-            self._add_option_fields(book, rows, texts, option_rows, opt_idx[option_rows])
-        # Route by underlying id (-1: not in the book): one channel pair per id.
-        tails = self._underlying_tails
-        groups: dict[str, list[str]] = {}
-        channel_of: dict[tuple[int, bool], list[str]] = {}
-        for i, (uid, opt) in enumerate(zip(underlying_id.tolist(), is_option.tolist())):
-            texts[i] += tails[uid]  # ',"underlying":...}' (tails[-1] is the null one)
-            texts_of = channel_of.get((uid, opt))
-            if texts_of is None:
-                name = book.names[uid] if uid >= 0 else None
-                if name is None:
-                    channel = OTHER_CHANNEL
-                else:
-                    channel = options_channel(name) if opt else underlying_channel(name)
-                texts_of = channel_of[(uid, opt)] = groups.setdefault(channel, [])
-            texts_of.append(texts[i])
+            suffixes[option_rows] = self._option_suffixes(book, rows, option_rows, opt_idx[option_rows])
+        tails = self._underlying_tails[underlying_id]  # ',"underlying":...}' (id -1: the null one, last)
+        texts = list(map("".join, zip(texts, suffixes.tolist(), tails.tolist())))
         # One text per tick, shared by its channel message and the ticks:latest hash.
         latest = dict(zip(tokens.tolist(), texts))
         published_at = datetime.fromtimestamp(self._wall(), timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        messages = {channel: _message(channel, texts_, published_at) for channel, texts_ in groups.items()}
-        result = self.publisher.publish(messages, latest)
+        groups = self._groups(book, texts, opt_idx, underlying_id)
+        messages = [(channel, _message(channel, texts_, published_at, expiry))
+                    for (channel, expiry), texts_ in groups]
         n = len(texts)
         metrics.BATCH_SIZE.observe(n)
+        record = functools.partial(self._record, n, int(option_rows.size), arrivals)
+        if isinstance(self.publisher, PublishStage):
+            self.publisher.publish(messages, latest, record)  # on its thread: Redis I/O overlaps the next batch
+            result = None
+        else:
+            result = self.publisher.publish(messages, latest)
+            record(result)
+        channels: dict[str, int] = {}
+        chains: dict[str, int] = {}
+        for (channel, expiry), texts_ in groups:
+            channels[channel] = channels.get(channel, 0) + len(texts_)
+            if expiry is not None:
+                chains[f"{channel.split(':')[1].upper()}:{expiry}"] = len(texts_)
+        return FlushReport(n, channels, chains, result)
+
+    def _record(self, n: int, n_options: int, arrivals: list[float], result: PublishResult) -> None:
         if result is PublishResult.PUBLISHED:
-            n_opt = int(option_rows.size)
-            metrics.TICKS_PUBLISHED.labels(kind="options").inc(n_opt)
-            metrics.TICKS_PUBLISHED.labels(kind="underlying").inc(n - n_opt)
+            metrics.TICKS_PUBLISHED.labels(kind="options").inc(n_options)
+            metrics.TICKS_PUBLISHED.labels(kind="underlying").inc(n - n_options)
+            now = self._wall()
+            for arrived in arrivals:
+                metrics.TICK_TO_PUBLISH_SECONDS.observe(max(0.0, now - arrived))
         else:
             metrics.TICKS_DROPPED.labels(reason=result.value).inc(n)
-        return FlushReport(n, {c: len(t) for c, t in groups.items()}, result)
 
     def _build_fragments(self, book: InstrumentBook) -> None:
         """JSON text that never changes per instrument book: each option's static
         fields and each underlying's closing ``,"underlying":...}``."""
-        self._option_fragments = [_option_fragment(meta) for meta in book.option_meta]
+        self._option_fragments = np.array([_option_fragment(meta) for meta in book.option_meta], dtype=object)
         # Indexed by underlying id; the extra last entry serves id -1 (unknown instrument).
-        self._underlying_tails = [',"underlying":%s}' % json.dumps(name) for name in book.names]
-        self._underlying_tails.append(',"underlying":null}')
+        self._underlying_tails = np.array([',"underlying":%s}' % json.dumps(name) for name in book.names]
+                                          + [',"underlying":null}'], dtype=object)
+        # Each option's chain, (underlying id, expiry), numbered; a chain's message goes on its underlying's
+        # options channel with its expiry in the head.
+        chain_of: dict[tuple[int, str], int] = {}
+        self._option_chain = np.array([chain_of.setdefault((int(uid), meta.expiry.isoformat()), len(chain_of))
+                                       for uid, meta in zip(book.option_underlying.tolist(), book.option_meta)],
+                                      dtype=np.int64)
+        self._chains = [(options_channel(book.names[uid]), expiry) for (uid, expiry) in chain_of]
         self._fragments_of = book
 
-    def _add_option_fields(self, book: InstrumentBook, rows: np.ndarray, texts: list[str],
-                           where: np.ndarray, opt_idx: np.ndarray) -> None:
-        fragments = self._option_fragments
-        where_l = where.tolist()
+    def _option_suffixes(self, book: InstrumentBook, rows: np.ndarray, where: np.ndarray,
+                         opt_idx: np.ndarray) -> list[str]:
+        """The option fields of each option tick (static per option) and, with an enricher, its Greeks."""
+        fragments = self._option_fragments[opt_idx].tolist()
         if self.enricher is None:
-            for i, k in zip(where_l, opt_idx.tolist()):
-                texts[i] += fragments[k]
-            return
+            return fragments
         greeks = self.enricher.compute(book, rows[where], opt_idx, self.prices)
         price = _json_numbers(greeks["underlying_price"], inf_as_null=False)
-        source = [_SOURCE_TEXT[s] for s in greeks["underlying_source"].tolist()]
+        source = _SOURCE_TEXT[greeks["underlying_source"]].tolist()
         columns = [_json_numbers(greeks[name]) for name in GREEK_NAMES]
-        template = _GREEKS_TEMPLATE
-        for j, (i, k) in enumerate(zip(where_l, opt_idx.tolist())):
-            texts[i] += fragments[k] + template % (price[j], source[j], *[c[j] for c in columns])
+        greek_texts = map(_GREEKS_TEMPLATE.__mod__, zip(price, source, *columns))
+        return list(map(str.__add__, fragments, greek_texts))
+
+    def _groups(self, book: InstrumentBook, texts: list[str], opt_idx: np.ndarray,
+                underlying_id: np.ndarray) -> list[tuple[tuple[str, str | None], list[str]]]:
+        """((channel, expiry or None), tick texts) of each message, in the order their first tick
+        came, ticks in arrival order: one message per option chain, one per underlying's spot and
+        futures, one for instruments the book does not know."""
+        chains = len(self._chains)
+        key = len(self._chains) + 1 + underlying_id  # not an option: its underlying (id -1: unknown)
+        if self._option_chain.size:
+            key = np.where(opt_idx >= 0, self._option_chain[np.maximum(opt_idx, 0)], key)
+        distinct, first, group = np.unique(key, return_index=True, return_inverse=True)
+        order = np.argsort(group.reshape(-1), kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(group.reshape(-1), minlength=len(distinct))))).tolist()
+        in_order = np.array(texts, dtype=object)[order].tolist()
+        out = []
+        for g in np.argsort(first).tolist():
+            k = int(distinct[g])
+            if k < chains:
+                head = self._chains[k]
+            else:
+                uid = k - chains - 1
+                head = (OTHER_CHANNEL if uid < 0 else underlying_channel(book.names[uid]), None)
+            out.append((head, in_order[bounds[g]:bounds[g + 1]]))
+        return out
 
 
 def latest_per_token(rows: np.ndarray) -> np.ndarray:
@@ -218,7 +261,7 @@ def latest_per_token(rows: np.ndarray) -> np.ndarray:
     return rows if len(keep) == len(tokens) else rows[keep]
 
 
-_SOURCE_TEXT = [json.dumps(name) for name in SOURCE_NAMES]
+_SOURCE_TEXT = np.array([json.dumps(name) for name in SOURCE_NAMES], dtype=object)
 _GREEKS_TEMPLATE = (',"underlying_price":%s,"underlying_source":%s,"greeks":{'
                     + ",".join(f'"{name}":%s' for name in GREEK_NAMES) + "}")
 
@@ -235,21 +278,22 @@ def _json_numbers(values: np.ndarray, inf_as_null: bool = True) -> list[str]:
     them (``repr``), NaN as null; infinities as null for the Greeks (any
     non-finite Greek is null) but as json.dumps' ``Infinity`` for the
     underlying price, which is only NaN-checked."""
-    values_l = values.tolist()
-    finite = np.isfinite(values)
-    if finite.all():
-        return list(map(repr, values_l))
-    if inf_as_null:
-        return [repr(x) if ok else "null" for x, ok in zip(values_l, finite.tolist())]
-    return ["null" if math.isnan(x) else json.dumps(x) for x in values_l]
+    return float_texts(values, nonfinite_as_json=not inf_as_null)
 
 
-def _message(channel: str, tick_texts: list[str], published_at: str) -> str:
-    _, underlying, kind = channel.split(":")
-    head = json.dumps({
-        "type": "ticks", "channel": channel,
-        "underlying": None if channel == OTHER_CHANNEL else underlying.upper(),
-        "kind": kind, "published_at": published_at, "count": len(tick_texts),
-    }, separators=(",", ":"))
+def _message(channel: str, tick_texts: list[str], published_at: str, expiry: str | None = None) -> str:
     # Ticks are already JSON text (also stored in ticks:latest): splice them in.
-    return head[:-1] + ',"ticks":[' + ",".join(tick_texts) + "]}"
+    return (_head_start(channel, expiry) + '"published_at":"%s","count":%d,"ticks":[' % (published_at, len(tick_texts))
+            + ",".join(tick_texts) + "]}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _head_start(channel: str, expiry: str | None) -> str:
+    """The head's fixed keys, up to ``published_at`` (hundreds of chains a flush at market scale:
+    written once each, not json.dumps'ed every time)."""
+    _, underlying, kind = channel.split(":")
+    fields = {"type": "ticks", "channel": channel,
+              "underlying": None if channel == OTHER_CHANNEL else underlying.upper(), "kind": kind}
+    if expiry is not None:  # an option chain's message: the relay routes it by this, read from the head
+        fields["expiry"] = expiry
+    return json.dumps(fields, separators=(",", ":"))[:-1] + ","

@@ -51,6 +51,8 @@ class GreeksEnricher:
         from app import greeks  # here, so batching works (and tests run) without the Greeks module
 
         self._greeks = greeks
+        self._candidates_of: InstrumentBook | None = None
+        self._candidates_cache: dict[tuple, list[tuple]] = {}
 
     def compute(self, book: InstrumentBook, option_rows: np.ndarray, option_idx: np.ndarray,
                 prices: UnderlyingPrices) -> dict[str, np.ndarray]:
@@ -64,21 +66,33 @@ class GreeksEnricher:
         uid = book.option_underlying[option_idx]
         expiry = book.option_expiry[option_idx]
         t = np.asarray(self._greeks.time_to_expiry(expiry, now), dtype=np.float64).reshape(n)
-        spot = np.full(n, np.nan)
-        q = np.full(n, float(self.dividend_yield))
-        source = np.zeros(n, dtype=np.int8)
-        # One decision per (underlying, expiry): a handful per batch.
+        # One decision per chain, i.e. (underlying, expiry): hundreds per batch at market scale, so
+        # decide per chain and spread the answers over the ticks by index (no mask per chain).
         keys = uid * 1_000_000 + expiry.astype(np.int64)
-        for key in np.unique(keys):
-            mask = keys == key
-            first = int(np.argmax(mask))
-            price, code, rate_as_q, roll_to = self._underlying_for(book, int(uid[first]), expiry[first], prices, now)
+        _, first_of, chain_of = np.unique(keys, return_index=True, return_inverse=True)
+        chains = len(first_of)
+        chain_price = np.full(chains, np.nan)
+        chain_source = np.zeros(chains, dtype=np.int8)
+        chain_q = np.full(chains, float(self.dividend_yield))
+        chain_roll = np.full(chains, np.nan)
+        future_t: dict = {}  # a future's time to expiry, once per batch
+        for c, first in enumerate(first_of.tolist()):
+            price, code, rate_as_q, roll_to = self._underlying_for(book, int(uid[first]), expiry[first], prices, now,
+                                                                   future_t)
             if code == 0:
                 continue
-            spot[mask] = price if roll_to is None else price * np.exp(-self.interest_rate * (roll_to - t[mask]))
-            source[mask] = code
+            chain_price[c], chain_source[c] = price, code
             if rate_as_q:
-                q[mask] = self.interest_rate
+                chain_q[c] = self.interest_rate
+            if roll_to is not None:
+                chain_roll[c] = roll_to
+        chain_of = chain_of.reshape(n)
+        spot = chain_price[chain_of]
+        roll = chain_roll[chain_of]
+        rolled = np.isfinite(roll)
+        spot[rolled] *= np.exp(-self.interest_rate * (roll[rolled] - t[rolled]))
+        source = chain_source[chain_of]
+        q = chain_q[chain_of]
         out = {name: np.full(n, np.nan) for name in GREEK_NAMES}
         out["underlying_price"] = spot
         out["underlying_source"] = source
@@ -96,20 +110,33 @@ class GreeksEnricher:
         return out
 
     def _underlying_for(self, book: InstrumentBook, uid: int, expiry: np.datetime64, prices: UnderlyingPrices,
-                        now: datetime) -> tuple[float, int, bool, float | None]:
-        """(price, source code, use q=r, roll from this future's t or None)."""
-        futures = book.futures.get(uid, [])
-        for fut_expiry, token in futures:
-            if fut_expiry is not None and np.datetime64(fut_expiry, "D") == expiry and prices.get(token):
-                return prices.get(token), 1, True, None
-        for fut_expiry, token in futures:
-            if fut_expiry is not None and prices.get(token):
-                t_future = float(self._greeks.time_to_expiry(fut_expiry, now))
-                return prices.get(token), 2, True, t_future
-        spot_token = book.spot_token.get(uid)
-        if spot_token is not None and prices.get(spot_token):
-            return prices.get(spot_token), 3, False, None
-        for _, token in futures:
-            if prices.get(token):
-                return prices.get(token), 4, True, None
+                        now: datetime, future_t: dict) -> tuple[float, int, bool, float | None]:
+        """(price, source code, use q=r, roll from this future's t or None): the first candidate
+        (see the module docstring) whose price is known."""
+        for token, code, rate_as_q, roll_from in self._candidates(book, uid, expiry):
+            price = prices.get(token)
+            if price:
+                if roll_from is None:
+                    return price, code, rate_as_q, None
+                t_future = future_t.get(roll_from)
+                if t_future is None:
+                    t_future = future_t[roll_from] = float(self._greeks.time_to_expiry(roll_from, now))
+                return price, code, rate_as_q, t_future
         return math.nan, 0, False, None
+
+    def _candidates(self, book: InstrumentBook, uid: int, expiry: np.datetime64) -> list[tuple]:
+        """A chain's underlying prices in order of preference, as (token, source code, q=r, roll
+        from this future's expiry or None); worked out once per chain and instrument book."""
+        if self._candidates_of is not book:
+            self._candidates_of, self._candidates_cache = book, {}
+        key = (uid, expiry)
+        found = self._candidates_cache.get(key)
+        if found is None:
+            futures = book.futures.get(uid, [])
+            same = [(t, 1, True, None) for e, t in futures if e is not None and np.datetime64(e, "D") == expiry]
+            rolled = [(t, 2, True, e) for e, t in futures if e is not None]
+            spot_token = book.spot_token.get(uid)
+            spot = [(spot_token, 3, False, None)] if spot_token is not None else []
+            nearest = [(t, 4, True, None) for _, t in futures]
+            found = self._candidates_cache[key] = same + rolled + spot + nearest
+        return found

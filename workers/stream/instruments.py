@@ -50,7 +50,7 @@ class InstrumentBook:
         self.option_tokens = np.array([m.token for m in opts], dtype=np.int64)
         self.option_underlying = np.array([name_id[m.underlying.upper()] for m in opts], dtype=np.int64)
         self.option_strike = np.array([m.strike for m in opts], dtype=np.float64)
-        self.option_expiry = np.array([np.datetime64(m.expiry, "D") for m in opts], dtype="datetime64[D]")
+        self.option_expiry = np.array([m.expiry for m in opts], dtype="datetime64[D]")
         self.option_is_call = np.array([m.is_call for m in opts], dtype=bool)
         self.option_meta = opts
         spot, fut = [], []

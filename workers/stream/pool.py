@@ -200,6 +200,8 @@ class TickerPool:
         """Make ``desired`` (token -> ltp|quote|full) the whole subscription
         set. Raises CapacityExceeded when it does not fit."""
         with self._lock:
+            if desired == self._plan.desired:  # the periodic re-read found no change (27,000 at market scale)
+                return
             self._plan.set_desired(desired)
         self._post_reconcile()
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import queue
 import threading
 import time
+from typing import Callable
 
 import redis
 from redis.backoff import NoBackoff
@@ -104,13 +106,16 @@ class RedisPublisher:
         )
         return cls(client, **kwargs)
 
-    def publish(self, messages: dict[str, str | bytes], latest: dict[int, str | bytes] | None = None) -> PublishResult:
+    def publish(self, messages: dict[str, str | bytes] | list[tuple[str, str | bytes]],
+                latest: dict[int, str | bytes] | None = None) -> PublishResult:
+        """`messages`: channel -> payload, or (channel, payload) pairs (a channel may carry several:
+        the batcher publishes one message per option chain on its underlying's options channel)."""
         if not self.breaker.allow():
             self.dropped_batches += 1
             return PublishResult.BREAKER_OPEN
         try:
             pipe = self.client.pipeline(transaction=False)
-            for channel, payload in messages.items():
+            for channel, payload in (messages.items() if isinstance(messages, dict) else messages):
                 pipe.publish(channel, payload)
             if latest:
                 pipe.hset(self.latest_key, mapping=latest)
@@ -123,3 +128,55 @@ class RedisPublisher:
         self.breaker.record_success()
         self.published_batches += 1
         return PublishResult.PUBLISHED
+
+
+class PublishStage:
+    """Publishes on a thread of its own, so the pump decodes and builds the next batch while Redis
+    takes this one (at market scale a batch is tens of megabytes: the socket writes are a third
+    of the pump's time, and they wait without the GIL).
+
+    At most `max_batches` wait; the pump blocks on a full stage (Redis is then the bottleneck, and
+    nothing is dropped silently). Batches that wait together go out in one pipeline, and their
+    `ticks:latest` writes are merged: only the newest text of each instrument is written.
+    `on_done(result)` runs on the stage's thread once its batch is published or dropped.
+    """
+
+    def __init__(self, publisher: RedisPublisher, max_batches: int = 4) -> None:
+        self.publisher = publisher
+        self._queue: "queue.Queue[tuple | None]" = queue.Queue(maxsize=max_batches)
+        self._thread = threading.Thread(target=self._run, name="stream-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, messages, latest: dict | None, on_done: Callable[[PublishResult], None]) -> None:
+        self._queue.put((messages, latest, on_done))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish what waits, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batches = [self._queue.get()]
+            while True:  # what waits besides goes in the same pipeline
+                try:
+                    batches.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in batches:
+                stopping = True
+                batches = [b for b in batches if b is not None]
+            if not batches:
+                continue
+            messages: list = []
+            latest: dict = {}
+            for batch_messages, batch_latest, _ in batches:
+                messages.extend(batch_messages.items() if isinstance(batch_messages, dict) else batch_messages)
+                latest.update(batch_latest or {})
+            result = self.publisher.publish(messages, latest)
+            for _, _, on_done in batches:
+                try:
+                    on_done(result)
+                except Exception:
+                    log.exception("publish callback failed")

@@ -34,17 +34,17 @@ from app.accounts import credentials
 from app.core.config import Settings, get_settings
 from app.core.db import new_session
 from app.kite_session.state import ACTIVE, mark_expired, state_of, streaming_account_ids
-from app.market.instruments import option_underlyings, registry, underlying_instruments
+from app.market.instruments import registry
 from app.models import Account, Subscription
 from app.core.redis_client import get_redis
 from app.market.subscriptions import CONTROL_CHANNEL
-from workers.stream import metrics
+from workers.stream import frames, metrics
 from workers.stream.batcher import TickBatcher
 from workers.stream.enrich import GreeksEnricher
 from workers.stream.instruments import InstrumentBook, OptionMeta, UnderlyingTokens
 from workers.stream.leases import LEASE_KEY, AccountLeases, LeaseKeeper
 from workers.stream.pool import TickerPool
-from workers.stream.publisher import RedisPublisher
+from workers.stream.publisher import PublishStage, RedisPublisher
 from workers.stream.pump import FramePump
 from workers.stream.connection_plan import CapacityExceeded
 
@@ -58,11 +58,11 @@ SESSION_MESSAGE_PREFIX = b"session:"  # app.kite_session.announce: a session die
 
 def build_book() -> InstrumentBook:
     """Option metadata and underlying tokens for the Greeks, from the instrument registry."""
-    instruments = registry().all()
+    instruments = registry()  # grouped by underlying once per load: no pass over the dump per name
     options: dict[int, OptionMeta] = {}
     underlyings: dict[str, UnderlyingTokens] = {}
-    for name in option_underlyings(instruments):
-        found = underlying_instruments(instruments, name)
+    for name in instruments.option_underlyings():
+        found = instruments.underlying(name)
         for o in found.options:
             options[o.instrument_token] = OptionMeta(o.instrument_token, name, o.strike, o.expiry,
                                                      o.instrument_type == "CE", o.lot_size, o.tradingsymbol)
@@ -71,6 +71,14 @@ def build_book() -> InstrumentBook:
             future_tokens=tuple(f.instrument_token for f in found.futures),
             future_expiries=tuple(f.expiry for f in found.futures))
     return InstrumentBook(options, underlyings)
+
+
+def read_subscriptions() -> dict[int, tuple[str, str | None]]:
+    """Every subscription as token → (mode, pinned account or None). Plain columns, no ORM objects:
+    the stream re-reads all of them every few seconds, 27,000 at Kite's limits for three accounts."""
+    with new_session() as session:
+        return {token: (mode.lower(), account) for token, mode, account in session.execute(
+            select(Subscription.instrument_token, Subscription.requested_mode, Subscription.account_id))}
 
 
 def assign(tokens: dict[int, tuple[str, str | None]], leased: list[str], mine: set[str]) -> dict[int, str]:
@@ -83,13 +91,14 @@ def assign(tokens: dict[int, tuple[str, str | None]], leased: list[str], mine: s
     if not leased:
         return {}
     leased = sorted(leased)
+    held = set(leased)
     desired: dict[int, str] = {}
-    unpinned = sorted(t for t, (_, pin) in tokens.items() if pin not in leased)
+    unpinned = sorted(t for t, (_, pin) in tokens.items() if pin not in held)
     for i, token in enumerate(unpinned):
         if leased[i % len(leased)] in mine:
             desired[token] = tokens[token][0]
     for token, (mode, pin) in tokens.items():
-        if pin in leased and pin in mine:
+        if pin in held and pin in mine:
             desired[token] = mode
     return desired
 
@@ -105,8 +114,9 @@ class StreamService:
         self._book_version: tuple | None = None
         self._unassigned_reported = 0
         self.publisher = RedisPublisher.from_url(self.settings.redis_url)
+        self.publish_stage = PublishStage(self.publisher)
         self.batcher = TickBatcher(
-            self.publisher, build_book(),
+            self.publish_stage, build_book(),
             GreeksEnricher(self.settings.option_greeks_interest_rate, self.settings.option_greeks_dividend_yield),
             window_ms=self.settings.tick_batch_window_ms, max_size=self.settings.tick_batch_max_size)
         self.pool = TickerPool(self.settings.kite_ws_root, max_ws_connections=self.settings.max_ws_connections,
@@ -121,6 +131,7 @@ class StreamService:
     def start(self) -> "StreamService":
         started = time.perf_counter()
         greeks.warm_up()  # compile (or load from cache) every kernel before the first tick
+        frames.warm_up()
         log.info("greeks kernels ready", extra={"seconds": round(time.perf_counter() - started, 3)})
         if self.metrics_port:
             try:
@@ -152,6 +163,7 @@ class StreamService:
         self._reload.set()
         self.keeper.stop(release=True)
         self.pump.stop()
+        self.publish_stage.stop()
         self.pool.stop()
         try:
             get_redis().delete(HEARTBEAT_KEY.format(holder=self.holder_id))
@@ -214,9 +226,7 @@ class StreamService:
     def apply_subscriptions(self) -> None:
         try:
             self._refresh_book()
-            with new_session() as session:
-                tokens = {s.instrument_token: (s.requested_mode.lower(), s.account_id)
-                          for s in session.scalars(select(Subscription))}
+            tokens = read_subscriptions()
             leased = self._leased_accounts()
             desired = assign(tokens, leased, set(self.pool.accounts()))
             left_out = 0
@@ -244,7 +254,7 @@ class StreamService:
 
     def _refresh_book(self) -> None:
         instruments = registry()
-        instruments.all()  # reloads the registry if the table changed
+        instruments.loaded_at  # reloads the registry if the table changed (without copying 100,000 entries)
         version = instruments.version
         if version != self._book_version:
             self.batcher.instruments = build_book()

@@ -12,7 +12,7 @@ from app.market import option_chain
 from app.web.auth import authenticate, require_account
 from app.broker.client import kite_client
 from app.core.db import session_scope
-from app.market.instruments import option_underlyings, registry
+from app.market.instruments import registry
 from app.core.validation import NUL_FREE
 from app.core.redis_client import get_redis
 from app.web.blueprint import Blueprint
@@ -133,7 +133,7 @@ class ChainSchema(Schema):
 def underlyings():
     """Underlyings with live options in the instrument registry."""
     authenticate()
-    return {"underlyings": option_underlyings(registry().all())}
+    return {"underlyings": registry().option_underlyings()}
 
 
 @blp.route("/option-chain", methods=["GET"])
@@ -146,7 +146,7 @@ def chain(query):
     Greeks units: theta per calendar day, vega per volatility point, rho per rate point.
     """
     authenticate()
-    return option_chain.build_chain(registry().all(), get_redis(), query["underlying"].upper(), query.get("expiry"))
+    return option_chain.build_chain(registry(), get_redis(), query["underlying"].upper(), query.get("expiry"))
 
 
 class HistorySchema(Schema):

@@ -30,6 +30,13 @@ class RelayLimitsSchema(Schema):
     tick_buffer = fields.Integer()
 
 
+class TickSubscriptionsSchema(Schema):
+    underlyings = fields.Integer(metadata={"description": "underlyings with at least one whole-channel watcher"})
+    chains = fields.Integer(metadata={"description": "option chains with at least one watcher"})
+    chain_watchers = fields.Integer(metadata={"description": "(socket, underlying) pairs watching chains"})
+    tokens = fields.Integer(metadata={"description": "distinct tokens in token filters"})
+
+
 class WsStatusSchema(Schema):
     """app.realtime.hub.RealtimeHub.status() of this web process, and `status`."""
 
@@ -39,6 +46,7 @@ class WsStatusSchema(Schema):
     redis = fields.Nested(RelayRedisSchema)
     slow_clients_disconnected = fields.Integer()
     tick_batches_dropped = fields.Integer()
+    tick_subscriptions = fields.Nested(TickSubscriptionsSchema)
     limits = fields.Nested(RelayLimitsSchema)
 
 

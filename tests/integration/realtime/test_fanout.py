@@ -107,7 +107,7 @@ def test_tick_relay_filters_by_token_and_underlying(live_server, headers, hub):
         assert sock.next_json()["type"] == "subscribed"
     by_message.ws.send(json.dumps({"action": "subscribe", "tokens": [c]}))
     assert by_message.next_json() == {"type": "subscribed", "action": "subscribe", "underlying": [], "tokens": [c],
-                                      "total": {"tokens": 1, "underlying": 0}}
+                                      "chains": [], "total": {"tokens": 1, "underlying": 0, "chains": 0}}
     by_message.ws.send(json.dumps({"action": "subscribe", "tokens": ["nope"]}))
     assert by_message.next_json()["type"] == "error"
 
@@ -131,21 +131,22 @@ def test_tick_relay_filters_by_token_and_underlying(live_server, headers, hub):
 def test_subscription_answers_name_what_changed_and_the_cap_holds_for_the_socket(live_server, headers):
     sock = Socket(f"{live_server.ws_url}/ws/ticks?tokens=1,2,3&underlying=nifty", headers["other"]["X-API-Key"])
     assert sock.next_json() == {"type": "subscribed", "action": "subscribe", "underlying": ["nifty"],
-                                "tokens": [1, 2, 3], "total": {"tokens": 3, "underlying": 1}}
+                                "tokens": [1, 2, 3], "chains": [], "total": {"tokens": 3, "underlying": 1, "chains": 0}}
     sock.ws.send(json.dumps({"action": "unsubscribe", "tokens": [1, 2], "underlying": ["nifty"]}))
     assert sock.next_json() == {"type": "subscribed", "action": "unsubscribe", "underlying": ["nifty"],
-                                "tokens": [1, 2], "total": {"tokens": 1, "underlying": 0}}
+                                "tokens": [1, 2], "chains": [], "total": {"tokens": 1, "underlying": 0, "chains": 0}}
     sock.ws.send(json.dumps({"action": "subscribe", "tokens": list(range(1001, 1001 + 4999))}))
-    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0}  # the answer names the 4,999, once
+    # The answer names the 4,999, once.
+    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0, "chains": 0}
     sock.ws.send(json.dumps({"action": "subscribe", "tokens": [7]}))
     refused = sock.next_json()
     assert refused["type"] == "error" and "at most 5000 tokens per connection" in refused["message"]
     sock.ws.send(json.dumps({"action": "subscribe", "tokens": [3]}))  # already held: no new token
-    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0}
+    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0, "chains": 0}
     sock.ws.send(json.dumps({"action": "unsubscribe", "tokens": [3]}))
     sock.next_json()
     sock.ws.send(json.dumps({"action": "subscribe", "tokens": [7]}))
-    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0}
+    assert sock.next_json()["total"] == {"tokens": 5000, "underlying": 0, "chains": 0}
     sock.close()
 
 

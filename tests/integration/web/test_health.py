@@ -78,6 +78,7 @@ def test_health_names_accounts_only_to_their_keys(client, headers, accounts, pap
     # The body's own vocabulary (queue, check and task names) may equal an account id another test made.
     # So may its status words ("ok", "down", ...): the fuzzer makes accounts of any name.
     vocabulary = set(opened.get("queues", {})) | set(opened["checks"]) | set(opened.get("tasks", {}))
+    vocabulary |= {key for c in opened["checks"].values() if isinstance(c, dict) for key in c}  # "processes"…
     vocabulary |= {opened["status"]} | {c.get("status") for c in opened["checks"].values() if isinstance(c, dict)}
     assert not [a for a in account_ids - vocabulary if f"'{a}'" in open_body or f'"{a}"' in open_body]
 
@@ -86,3 +87,4 @@ def test_health_names_accounts_only_to_their_keys(client, headers, accounts, pap
     assert "other" not in json.dumps(broker["accounts"]) and "other's token" not in broker["error"]
     assert "other" in as_admin["checks"]["broker"]["error"] and "other's token" in as_admin["checks"]["broker"]["error"]
     assert {"primary", "other"} <= set(as_admin["egress"]) & set(as_admin["checks"]["broker"]["accounts"])
+

@@ -45,6 +45,7 @@ JSON_ROUTES = [
     ("PATCH", "/orders/{order_id}", "primary"),
     ("POST", "/accounts/{account_id}/batch-orders", "primary"), ("POST", "/advanced/batch-orders", "primary"),
     ("POST", "/subscriptions", "admin"), ("POST", "/subscriptions/bulk", "admin"),
+    ("POST", "/subscriptions/chain", "admin"),
     ("POST", "/advanced/webhooks", "primary"), ("POST", "/postback/kite", None),
     ("POST", "/accounts/{account_id}/kill-switch", "primary"),  # refused before anything halts the account
 ]

@@ -117,9 +117,17 @@ def test_truncated_frame_is_reported_not_misread():
 def test_decode_frames_concatenates_in_order():
     rng = random.Random(9)
     parts = [frame([random_packet(rng, "quote") for _ in range(n)]) for n in (3, 0, 4)] + [b"\x00"]
-    rows = frames.decode_frames(parts)
+    rows, malformed = frames.decode_frames(parts)
     expected = np.concatenate([frames.decode_frame(p) for p in parts])
-    assert len(rows) == 7 and rows.tobytes() == expected.tobytes()
+    assert len(rows) == 7 and rows.tobytes() == expected.tobytes() and malformed == 0
+
+
+def test_decode_frames_skips_a_malformed_frame_whole():
+    rng = random.Random(10)
+    good = [frame([random_packet(rng, kind) for _ in range(5)]) for kind in ("full", "quote", "ltp")]
+    rows, malformed = frames.decode_frames([good[0], good[1][:-3], good[2]])
+    expected = np.concatenate([frames.decode_frame(good[0]), frames.decode_frame(good[2])])
+    assert malformed == 1 and rows.tobytes() == expected.tobytes()
 
 
 def test_json_ticks_use_utc_iso_timestamps():

@@ -128,7 +128,9 @@ def test_batcher_messages_and_latest_equal_the_dict_path(with_greeks):
         batcher.add(rows)
         report = batcher.flush()
         expected = reference_ticks(book, latest_per_token(rows), enricher, reference_prices)
-        messages, latest = batcher.publisher.calls[-1]
+        pairs, latest = batcher.publisher.calls[-1]
+        messages = dict(pairs)  # one chain (one expiry) per underlying here: one message per channel
+        assert len(messages) == len(pairs)
         texts = {t["instrument_token"]: dumps(t) for t in expected}
         assert {tok: text for tok, text in latest.items()} == texts  # byte for byte
         assert report.channels == {"ticker:nifty:options": 6, "ticker:nifty:underlying": 2 if round_ else 1,
@@ -157,8 +159,8 @@ def test_new_instrument_book_rebuilds_the_cached_fragments():
     batcher.instruments = InstrumentBook({tok: OptionMeta(tok, "BANKNIFTY", 44000.0, EXPIRY, False, 15, "BNF44000PE")})
     batcher.add(frames.decode_frame(frame([ltp_packet(tok, 101_00)])))
     batcher.flush()
-    messages, latest = batcher.publisher.calls[-1]
+    pairs, latest = batcher.publisher.calls[-1]
     tick = json.loads(latest[tok])
     assert (tick["tradingsymbol"], tick["strike"], tick["option_type"], tick["lot_size"], tick["underlying"]) == (
         "BNF44000PE", 44000.0, "PE", 15, "BANKNIFTY")
-    assert list(messages) == ["ticker:banknifty:options"]
+    assert [channel for channel, _ in pairs] == ["ticker:banknifty:options"]

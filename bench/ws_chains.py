@@ -1,0 +1,498 @@
+"""Chain watchers at market scale (issue #22): `bench/ws_fanout.py --watch-chains` runs this.
+
+    .venv/bin/python bench/ws_fanout.py --watch-chains [--clients 2000] [--chains 135] [--strikes 100]
+        [--ticks-per-s 50000,20000,5000] [--web-workers 1] [--client-procs 2] [--seconds 10]
+
+- The web process runs as production runs it: `gunicorn -c gunicorn.conf.py -k gevent -w W wsgi:app`
+  (`--web-workers 2`: two workers behind the same Redis, the scale-out figure).
+- N clients (aiohttp, spread over `--client-procs` processes) open `/ws/ticks?chain=U:YYYY-MM-DD`,
+  client i watching chain i % chains: each gets its chain's option messages and its underlying's.
+- The market: `--chains` chains of 2 x `--strikes` options (45 underlyings x 3 expiries by default,
+  27,000 options, plus each underlying's spot and future), FULL-mode rows (depth included) decoded by the
+  stream's own decoder and batched by the stream's real TickBatcher (Greeks on every option tick) with the
+  stream's TICK_BATCH_WINDOW_MS / TICK_BATCH_MAX_SIZE, fed as the pump feeds it: a frame every 10 ms
+  carrying `ticks-per-s / 100` ticks of instruments picked at random. Two seconds of its batches are
+  recorded first, then published to Redis on their schedule with a fresh `published_at`, so the
+  publisher costs the machine little (`--live-batcher`: batch and publish as it goes).
+- Per rate (each for `--seconds`): clients connected, messages/s and bytes/s per client, latency
+  published_at -> client receipt (p50/p99/max), `dropped` frames and slow-client closes (code 1013),
+  CPU of the web worker(s), the client processes and the publisher, RSS per socket, the machine's load.
+Uses a private Redis server (launcher.embedded_redis) and a private PostgreSQL database like the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.ws_fanout import cpu_seconds, rss_kib  # noqa: E402
+
+FRAME_S = 0.01  # the pump receives a frame about every 10 ms per connection
+LATENCY_SAMPLE = 50_000  # latencies each client process reports per rate (a uniform sample, plus the max)
+_PUBLISHED_AT = re.compile(r'"published_at":"([^"]+)"')
+
+
+# ---- the market -----------------------------------------------------------------------------------------
+def chain_names(chains: int) -> list[str]:
+    """`chains` chains: underlyings U00, U01, ... with three weekly expiries each."""
+    first = date.today() + timedelta(days=(3 - date.today().weekday()) % 7 or 7)
+    expiries = [first + timedelta(days=7 * k) for k in range(3)]
+    return [f"U{i // 3:02d}:{expiries[i % 3].isoformat()}" for i in range(chains)]
+
+
+def build_market(chains: int, strikes: int):
+    """(InstrumentBook, decoded FULL rows of every instrument): `strikes` calls and puts per chain."""
+    from tests.support.stream_frames import INDICES, NFO, frame, full_packet, quote_packet, token
+    from workers.stream import frames
+    from workers.stream.instruments import InstrumentBook, OptionMeta, UnderlyingTokens
+
+    rng = random.Random(22)
+    options, underlyings, packets = {}, {}, []
+    next_token = iter(range(1, 10**6))
+    for name_expiry in chain_names(chains):
+        name, expiry = name_expiry.split(":")
+        expiry = date.fromisoformat(expiry)
+        spot = 1000 + 100 * int(name[1:])
+        if name not in underlyings:
+            index, future = token(next(next_token), INDICES), token(next(next_token), NFO)
+            underlyings[name] = UnderlyingTokens(name, index, (future,), (expiry,))
+            for tok, price in ((index, spot), (future, spot * 1.005)):
+                packets.append(_full(quote_packet, full_packet, rng, tok, price))
+        for k in range(strikes):
+            strike = spot * (0.75 + 0.5 * k / strikes)
+            for is_call in (True, False):
+                tok = token(next(next_token), NFO)
+                options[tok] = OptionMeta(tok, name, round(strike, 1), expiry, is_call, 50,
+                                          f"{name}{expiry:%y%b}{int(strike)}{'CE' if is_call else 'PE'}".upper())
+                intrinsic = max(0.0, (spot - strike) if is_call else (strike - spot))
+                packets.append(_full(quote_packet, full_packet, rng, tok, intrinsic + 5 + rng.random() * 20))
+    rows = frames.decode_frame(frame(packets))
+    return InstrumentBook(options, underlyings), rows
+
+
+def _full(quote_packet, full_packet, rng: random.Random, tok: int, price: float) -> bytes:
+    paise = int(price * 100)
+    quote = quote_packet(tok, paise, 50, paise, rng.randrange(10**6), 5000, 5000, paise, paise + 500,
+                         max(5, paise - 500), paise)
+    depth = [(rng.randrange(1, 2000), max(5, paise + (i - 5) * 5), rng.randrange(1, 30)) for i in range(10)]
+    return full_packet(quote, int(time.time()), 10_000, 12_000, 9_000, int(time.time()), depth)
+
+
+class Recorder:
+    """A publisher that keeps what the batcher publishes (the messages of each flush)."""
+
+    def __init__(self) -> None:
+        self.flushes: list[list[tuple[str, str]]] = []
+
+    def publish(self, messages, latest=None):
+        from workers.stream.publisher import PublishResult
+
+        self.flushes.append(list(messages.items() if isinstance(messages, dict) else messages))
+        return PublishResult.PUBLISHED
+
+
+class MarketFeed:
+    """The stream's batches at a tick rate: recorded once from the real TickBatcher (Greeks included) fed as
+    the pump feeds it, on a simulated clock, then replayed to Redis on time with a fresh `published_at`.
+    Replaying keeps the publisher's CPU off the relay's two cores; `--live-batcher` batches as it goes."""
+
+    def __init__(self, redis_url: str, chains: int, strikes: int, live: bool = False) -> None:
+        import numpy as np
+        import redis
+
+        from app.core.config import get_settings
+
+        settings = get_settings()
+        self.book, self.rows = build_market(chains, strikes)
+        self.window_ms, self.max_size = settings.tick_batch_window_ms, settings.tick_batch_max_size
+        self.redis_url, self.live = redis_url, live
+        self.redis = redis.Redis.from_url(redis_url)
+        self.rng = np.random.default_rng(7)
+
+    def _batcher(self, publisher, clock=time.monotonic, wall_clock=time.time):
+        from workers.stream.batcher import TickBatcher
+        from workers.stream.enrich import GreeksEnricher
+
+        return TickBatcher(publisher, self.book, GreeksEnricher(), window_ms=self.window_ms, max_size=self.max_size,
+                           clock=clock, wall_clock=wall_clock)
+
+    def _frame(self, per_frame: int):
+        picked = self.rows[self.rng.integers(0, len(self.rows), per_frame)].copy()
+        picked["last_price"] *= 1 + self.rng.normal(0, 0.001, per_frame)  # prices move: Greeks change
+        return picked
+
+    def record(self, ticks_per_s: float, cycle_s: float = 2.0) -> list[tuple[float, list[tuple[str, str]], int]]:
+        """`cycle_s` of flushes: (time into the cycle, its messages, its ticks) each."""
+        now = [0.0]
+        recorder = Recorder()
+        batcher = self._batcher(recorder, clock=lambda: now[0], wall_clock=lambda: 1e9 + now[0])
+        per_frame = max(1, round(ticks_per_s * FRAME_S))
+        cycle, frames_sent = [], 0
+        while now[0] < cycle_s:
+            for report in (batcher.add(self._frame(per_frame)), batcher.flush_if_due()):
+                if report is not None:
+                    cycle.append((now[0], recorder.flushes[-1], report.ticks))
+            frames_sent += 1
+            now[0] = frames_sent * FRAME_S
+        return cycle
+
+    def run(self, ticks_per_s: float, seconds: float) -> dict:
+        """Publish for `seconds`; the ticks fed, and the messages and ticks published."""
+        if self.live:
+            return self._run_live(ticks_per_s, seconds)
+        cycle = self.record(ticks_per_s)
+        cycle_s = max(2.0, cycle[-1][0] + FRAME_S) if cycle else 2.0
+        messages = published = 0
+        start = time.monotonic()
+        for lap in range(int(seconds / cycle_s) + 1):
+            for offset, flush, ticks in cycle:
+                due = start + lap * cycle_s + offset
+                if due - start >= seconds:
+                    break
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                stamp = f'"published_at":"{_iso(time.time())}"'
+                pipe = self.redis.pipeline(transaction=False)
+                for channel, text in flush:
+                    head_end = text.index('"ticks":')
+                    pipe.publish(channel, _PUBLISHED_AT.sub(stamp, text[:head_end], 1) + text[head_end:])
+                pipe.execute()
+                messages, published = messages + len(flush), published + ticks
+        elapsed = time.monotonic() - start
+        return {"fed": ticks_per_s * elapsed, "published": published, "messages": messages, "seconds": elapsed}
+
+    def _run_live(self, ticks_per_s: float, seconds: float) -> dict:
+        from workers.stream.publisher import RedisPublisher
+
+        batcher = self._batcher(RedisPublisher.from_url(self.redis_url, latest_key="bench:chains:latest"))
+        per_frame = max(1, round(ticks_per_s * FRAME_S))
+        fed = messages = published = frames_sent = 0
+        start = time.monotonic()
+        while (now := time.monotonic()) - start < seconds:
+            due = start + frames_sent * FRAME_S
+            if due > now:
+                time.sleep(due - now)
+            for report in (batcher.add(self._frame(per_frame)), batcher.flush_if_due()):
+                if report is not None:
+                    published, messages = published + report.ticks, messages + _message_count(report)
+            fed += per_frame
+            frames_sent += 1
+        report = batcher.flush()
+        if report is not None:
+            published, messages = published + report.ticks, messages + _message_count(report)
+        return {"fed": fed, "published": published, "messages": messages, "seconds": time.monotonic() - start}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _message_count(report) -> int:
+    """One message per chain, and one per other channel."""
+    return len(report.chains) + sum(1 for channel in report.channels if not channel.endswith(":options"))
+
+
+# ---- the client processes -------------------------------------------------------------------------------
+async def run_chain_clients(url: str, key: str, chains: list[str], redis_url: str | None) -> None:
+    """One socket per chain in `chains`; on each `MARK` line of stdin, print this phase's figures and reset.
+    With `redis_url`, also a plain pattern subscriber on ticker:* (published_at -> receipt without the relay)."""
+    import aiohttp
+    import redis
+    import redis.asyncio
+
+    stats = _fresh_stats()
+    connected = closed = 0
+    close_codes: dict[int, int] = {}
+    epoch_of: dict[str, float] = {}
+
+    def epoch(text: str) -> float:
+        at = epoch_of.get(text)
+        if at is None:
+            at = epoch_of[text] = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            if len(epoch_of) > 10_000:
+                epoch_of.clear()
+        return at
+
+    async def one(chain: str, session: aiohttp.ClientSession) -> None:
+        nonlocal connected, closed
+        try:
+            async with session.ws_connect(f"{url}/ws/ticks?chain={chain}", headers={"X-API-Key": key},
+                                          heartbeat=None, autoping=True, max_msg_size=0) as ws:
+                first = await ws.receive_json()
+                assert first["type"] == "subscribed", first
+                connected += 1
+                async for message in ws:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    now, data = time.time(), message.data
+                    if data.startswith('{"type":"ticks"'):
+                        found = _PUBLISHED_AT.search(data, 0, 400)
+                        stats["messages"] += 1
+                        stats["bytes"] += len(data)
+                        if found:
+                            latency = now - epoch(found.group(1))
+                            stats["max"] = max(stats["max"], latency)
+                            stats["latencies"].append(latency)
+                    elif data.startswith('{"type": "dropped"') or data.startswith('{"type":"dropped"'):
+                        stats["dropped"] += json.loads(data)["count"]
+                code = ws.close_code or 0
+                close_codes[code] = close_codes.get(code, 0) + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stats["errors"] += 1
+            if stats["errors"] <= 3:
+                print(f"client error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        closed += 1
+
+    async def baseline() -> None:
+        while True:  # Redis closes a subscriber that falls too far behind: subscribe again
+            try:
+                pubsub = redis.asyncio.Redis.from_url(redis_url, protocol=2).pubsub(ignore_subscribe_messages=True)
+                await pubsub.psubscribe("ticker:*")
+                async for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        found = _PUBLISHED_AT.search(message["data"][:400].decode())
+                        if found:
+                            stats["redis"].append(time.time() - epoch(found.group(1)))
+            except (OSError, redis.RedisError):
+                stats["redis_reconnects"] += 1
+                await asyncio.sleep(0.2)
+
+    loop = asyncio.get_running_loop()
+    if redis_url:
+        plain = asyncio.create_task(baseline())
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = []
+        for i, chain in enumerate(chains):
+            tasks.append(asyncio.create_task(one(chain, session)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # connect in waves, as clients arrive in life
+        deadline = time.monotonic() + 120
+        while connected + stats["errors"] < len(chains) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        print(f"READY {connected}", flush=True)
+        mark = time.monotonic()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line or line.strip() == "QUIT":
+                break
+            now = time.monotonic()
+            latencies = stats["latencies"]
+            sample = random.sample(latencies, LATENCY_SAMPLE) if len(latencies) > LATENCY_SAMPLE else latencies
+            print("RESULT " + json.dumps({
+                "connected": connected, "open": connected - closed, "seconds": now - mark,
+                "messages": stats["messages"], "bytes": stats["bytes"], "dropped": stats["dropped"],
+                "errors": stats["errors"], "close_codes": close_codes, "max": stats["max"],
+                "latencies": sample, "latency_count": len(latencies), "redis_latencies": stats["redis"],
+                "redis_reconnects": stats["redis_reconnects"]}),
+                flush=True)
+            stats, mark = _fresh_stats(errors=stats["errors"]), now
+        if redis_url:
+            tasks.append(plain)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fresh_stats(errors: int = 0) -> dict:
+    return {"messages": 0, "bytes": 0, "dropped": 0, "errors": errors, "max": 0.0, "latencies": [], "redis": [],
+            "redis_reconnects": 0}
+
+
+# ---- the orchestrator -------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="chain watchers at market scale")
+    parser.add_argument("--watch-chains", action="store_true")
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--chains", type=int, default=135)
+    parser.add_argument("--strikes", type=int, default=100, help="strikes per chain (a call and a put each)")
+    parser.add_argument("--ticks-per-s", default="50000",
+                        help="option ticks/s fed to the stream's batcher; a comma-separated list runs each in turn")
+    parser.add_argument("--web-workers", type=int, default=1)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--chain-client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--watch", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--live-batcher", action="store_true",
+                        help="batch with the real TickBatcher while publishing (its CPU then shares the machine) "
+                             "instead of replaying batches it recorded beforehand")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.chain_client:
+        asyncio.run(run_chain_clients(args.url, args.key, args.watch.split(","), args.redis_url))
+        return
+    rates = [float(r) for r in args.ticks_per_s.split(",")]
+
+    from tests.support.environment import API_KEYS, configure_test_environment
+    from tests.support.processes import GunicornServer
+
+    # A private Redis server: pub/sub channels are global across a server's DBs, so on a shared server
+    # other runs' `ticker:*` traffic would mix into ours (and ours flood their subscribers).
+    from launcher.embedded_redis import EmbeddedRedis
+
+    private_redis = EmbeddedRedis().start()
+    os.environ["REDIS_URL"] = private_redis.url
+    try:
+        env = configure_test_environment()  # a private database; sets the env vars
+    except BaseException:
+        private_redis.stop()
+        raise
+    processes: list = []
+    try:
+        from alembic import command
+
+        from app.cli import alembic_config
+
+        command.upgrade(alembic_config(), "head")
+        feed = MarketFeed(env.redis_url, args.chains, args.strikes, live=args.live_batcher)
+        names = chain_names(args.chains)
+        web = GunicornServer(workers=args.web_workers, extra_args=["-k", "gevent", "-w", str(args.web_workers)],
+                             env={"LOG_LEVEL": "WARNING", "WEB_WORKER_CONNECTIONS": str(args.clients + 500)})
+        processes.append(web)
+        web.start(timeout=60)
+        time.sleep(1.0)
+        workers = web.children() or [web.pid]
+        rss_empty = sum(rss_kib(w) for w in workers)
+
+        clients = []
+        connect_started = time.monotonic()
+        for p in range(args.client_procs):
+            mine = [names[i % len(names)] for i in range(p, args.clients, args.client_procs)]
+            proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "ws_chains.py"), "--chain-client",
+                                     "--url", web.url.replace("http", "ws", 1), "--key", API_KEYS["admin"],
+                                     "--watch", ",".join(mine), *(["--redis-url", env.redis_url] if p == 0 else [])],
+                                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            processes.append(proc)
+            clients.append(proc)
+        connected = 0
+        for proc in clients:
+            line = proc.stdout.readline()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"clients failed: {line!r}")
+            connected += int(line.split()[1])
+        connect_s = time.monotonic() - connect_started
+        time.sleep(1.0)
+        rss_idle = sum(rss_kib(w) for w in workers)
+        per_socket = 1 / max(1, connected)
+        print(f"web: gunicorn -k gevent -w {args.web_workers} (pids {workers}); clients: {connected}/{args.clients} "
+              f"connected in {connect_s:.1f}s over {args.client_procs} processes, watching {len(names)} chains of "
+              f"{2 * args.strikes} options ({args.clients / len(names):.1f} watchers per chain); batcher window "
+              f"{feed.window_ms} ms, max size {feed.max_size}")
+        print(f"web memory: {rss_empty / 1024:.0f} MiB before the clients, {rss_idle / 1024:.0f} MiB with them idle "
+              f"({(rss_idle - rss_empty) * per_socket:.0f} KiB per socket)")
+
+        for rate in rates:
+            _mark(clients)  # a fresh phase
+            cpu = {pid: cpu_seconds(pid) for pid in [*workers, *(c.pid for c in clients), os.getpid()]}
+            wall = time.monotonic()
+            fed = feed.run(rate, args.seconds)
+            time.sleep(1.0)  # let the last messages land
+            wall = time.monotonic() - wall
+            used = {pid: cpu_seconds(pid) - before for pid, before in cpu.items()}
+            results = _mark(clients)
+            _report(rate, fed, results, used, wall, workers, [c.pid for c in clients], connected)
+            _relay_status(web.url, API_KEYS["admin"])
+            time.sleep(2.0)  # a backlog left by this rate is not counted in the next
+        rss_after = sum(rss_kib(w) for w in workers)
+        print(f"web memory after the runs: {rss_after / 1024:.0f} MiB ({(rss_after - rss_empty) * per_socket:.0f} KiB "
+              f"per socket); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        for proc in clients:
+            proc.stdin.write("QUIT\n")
+            proc.stdin.flush()
+    finally:
+        for process in reversed(processes):
+            if isinstance(process, GunicornServer):
+                process.stop()
+            elif process.poll() is None:
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGTERM)
+                    try:
+                        process.wait(10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+        env.close()
+        private_redis.stop()
+
+
+def _mark(clients: list[subprocess.Popen]) -> list[dict]:
+    for proc in clients:
+        proc.stdin.write("MARK\n")
+        proc.stdin.flush()
+    results = []
+    for proc in clients:
+        while not (line := proc.stdout.readline()).startswith("RESULT "):
+            if not line:
+                raise RuntimeError("a client process ended")
+        results.append(json.loads(line[7:]))
+    return results
+
+
+def _relay_status(url: str, key: str) -> None:
+    import requests
+
+    body = requests.get(f"{url}/ws/status", headers={"X-API-Key": key}, timeout=10).json()
+    print(f"relay (/ws/status of pid {body['pid']}, since it started): Redis reconnects {body['redis']['reconnects']}, "
+          f"slow clients closed {body['slow_clients_disconnected']}, tick batches dropped "
+          f"{body['tick_batches_dropped']}, {body['tick_subscriptions']}")
+
+
+def _report(rate: float, fed: dict, results: list[dict], used: dict[int, float], wall: float,
+            workers: list[int], client_pids: list[int], connected: int) -> None:
+    latencies = sorted(x for r in results for x in r["latencies"])
+    redis_latencies = sorted(x for r in results for x in r["redis_latencies"])
+    worst = max((r["max"] for r in results), default=0.0)
+
+    def pct(p: float, values: list[float] = latencies) -> str:
+        return f"{values[min(len(values) - 1, int(p * len(values)))] * 1000:.1f}" if values else "-"
+
+    messages, received = sum(r["messages"] for r in results), sum(r["bytes"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, n in r["close_codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    still_open = sum(r["open"] for r in results)
+    per_client = 1 / max(1, still_open) / seconds
+    web_cpu = sum(used[w] for w in workers) / wall
+    client_cpu = sum(used[c] for c in client_pids) / wall
+    print(f"\n--- {rate:,.0f} option ticks/s fed ---")
+    print(f"published: {fed['published'] / fed['seconds']:,.0f} ticks/s (newest per token per batch) in "
+          f"{fed['messages'] / fed['seconds']:,.0f} messages/s; fed {fed['fed'] / fed['seconds']:,.0f} ticks/s")
+    print(f"clients: {still_open}/{connected} open; per client {messages * per_client:,.1f} messages/s, "
+          f"{received * per_client / 1024:,.0f} KiB/s; all clients {messages / seconds:,.0f} messages/s, "
+          f"{received / seconds / 2**20:,.1f} MiB/s")
+    print(f"latency published_at -> client receipt: p50 {pct(0.50)} ms, p99 {pct(0.99)} ms, max {worst * 1000:.1f} ms "
+          f"(target p99 <= 100 ms); a plain Redis subscriber: p50 {pct(0.5, redis_latencies)} ms, "
+          f"p99 {pct(0.99, redis_latencies)} ms ({sum(r['redis_reconnects'] for r in results)} reconnects)")
+    print(f"dropped frames (told to clients): {sum(r['dropped'] for r in results)}; closes by code: {codes or 'none'}; "
+          f"client errors {sum(r['errors'] for r in results)}")
+    print(f"CPU (share of one core): web {100 * web_cpu:.0f}% ({len(workers)} worker(s)), "
+          f"clients {100 * client_cpu:.0f}% "
+          f"({len(client_pids)} processes), publisher {100 * used[os.getpid()] / wall:.0f}%; load average "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
