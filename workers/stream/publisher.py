@@ -174,7 +174,11 @@ class PublishStage:
             for batch_messages, batch_latest, _ in batches:
                 messages.extend(batch_messages.items() if isinstance(batch_messages, dict) else batch_messages)
                 latest.update(batch_latest or {})
-            result = self.publisher.publish(messages, latest)
+            try:
+                result = self.publisher.publish(messages, latest)
+            except Exception:  # not Redis's (those are results): the thread must live on, or the pump blocks
+                log.exception("publishing a batch failed")
+                result = PublishResult.REDIS_ERROR
             for _, _, on_done in batches:
                 try:
                     on_done(result)
