@@ -170,7 +170,6 @@ class TickBatcher:
         groups = self._groups(book, texts, opt_idx, underlying_id)
         messages = [(channel, _message(channel, texts_, published_at, expiry))
                     for (channel, expiry), texts_ in groups]
-        n = len(texts)
         metrics.BATCH_SIZE.observe(n)
         record = functools.partial(self._record, n, int(option_rows.size), arrivals)
         if isinstance(self.publisher, PublishStage):
