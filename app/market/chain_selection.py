@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.market.instruments import InstrumentInfo, UnderlyingInstruments
-from app.market.option_chain import NoSuchChain, latest_ticks
+from app.market.option_chain import latest_ticks, live_expiries
 from app.models import Instrument
 
 
@@ -53,13 +53,7 @@ def reference_price(found: UnderlyingInstruments, redis, session: Session) -> fl
 def select_chain(found: UnderlyingInstruments, expiry: date | None = None, strikes_each_side: int | None = None,
                  include_underlying: bool = True, price: float | None = None) -> ChainSelection:
     """The chain's instruments; NoSuchChain when the underlying has no live options, or none on `expiry`."""
-    available = found.expiries
-    if not available:
-        raise NoSuchChain(f"no live options for underlying {found.name!r}")
-    if expiry is not None and expiry not in available:
-        raise NoSuchChain(f"no {found.name} options expire on {expiry.isoformat()} "
-                          f"(live expiries: {', '.join(e.isoformat() for e in available)})")
-    chosen_expiries = [expiry] if expiry is not None else available
+    chosen_expiries = live_expiries(found, expiry)
     options: list[InstrumentInfo] = []
     atm_strikes: dict[date, float] = {}
     rows = 0

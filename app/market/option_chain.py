@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 
-from app.market.instruments import InstrumentInfo, underlying_instruments
+from app.market.instruments import InstrumentInfo, UnderlyingInstruments, underlying_instruments
 from app.core.timestamps import iso
 
 LATEST_TICKS_KEY = "ticks:latest"
@@ -44,19 +44,28 @@ def _quote(info: InstrumentInfo, tick: dict | None) -> dict:
 
 
 def expiries(instruments, underlying: str, today: date | None = None) -> list[date]:
-    return sorted({o.expiry for o in underlying_instruments(instruments, underlying, today).options})
+    return underlying_instruments(instruments, underlying, today).expiries
+
+
+def live_expiries(found: UnderlyingInstruments, expiry: date | None = None) -> list[date]:
+    """The underlying's live option expiries, nearest first (only `expiry`, when given); NoSuchChain
+    when it has none, or not `expiry`."""
+    available = found.expiries
+    if not available:
+        raise NoSuchChain(f"no live options for underlying {found.name!r}")
+    if expiry is None:
+        return available
+    if expiry not in available:
+        raise NoSuchChain(f"no {found.name} options expire on {expiry.isoformat()} "
+                          f"(live expiries: {', '.join(e.isoformat() for e in available)})")
+    return [expiry]
 
 
 def build_chain(instruments, redis, underlying: str, expiry: date | None = None,
                 today: date | None = None) -> dict:
     found = underlying_instruments(instruments, underlying, today)
-    available = sorted({o.expiry for o in found.options})
-    if not available:
-        raise NoSuchChain(f"no live options for underlying {underlying!r}")
-    expiry = expiry or available[0]
-    if expiry not in available:
-        raise NoSuchChain(f"no {underlying} options expire on {expiry.isoformat()}")
-    legs = [o for o in found.options if o.expiry == expiry]
+    expiry = live_expiries(found, expiry)[0]  # the nearest when none is asked for
+    legs = found.options_expiring(expiry)
     future = found.futures[0] if found.futures else None
     tokens = [o.instrument_token for o in legs] + [i.instrument_token for i in (found.index, future) if i]
     ticks = latest_ticks(redis, tokens)
@@ -74,7 +83,7 @@ def build_chain(instruments, redis, underlying: str, expiry: date | None = None,
     return {
         "underlying": underlying,
         "expiry": expiry.isoformat(),
-        "expiries": [e.isoformat() for e in available],
+        "expiries": [e.isoformat() for e in found.expiries],
         "spot": {"instrument_token": found.index.instrument_token, "tradingsymbol": found.index.tradingsymbol,
                  "last_price": spot_price} if found.index else None,
         "future": {"instrument_token": future.instrument_token, "tradingsymbol": future.tradingsymbol,

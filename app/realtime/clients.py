@@ -224,14 +224,19 @@ def _check_cap(what: str, cap: int, held: set, adding: set) -> None:
                                 f"would make it {after}")
 
 
-def parse_underlyings(values: Any) -> set[str]:
+def _texts(values: Any, shape: str) -> list[str]:
+    """A list of strings, or a comma-separated string, as its non-empty stripped items."""
     if values is None:
-        return set()
+        return []
     if isinstance(values, str):
         values = values.split(",")
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise SubscriptionError("underlying must be a list of names (or a comma-separated string)")
-    names = {v.strip().lower() for v in values if v.strip()}
+        raise SubscriptionError(f"{shape} (or a comma-separated string)")
+    return [v.strip() for v in values if v.strip()]
+
+
+def parse_underlyings(values: Any) -> set[str]:
+    names = {v.lower() for v in _texts(values, "underlying must be a list of names")}
     for name in names:
         if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 40:
             raise SubscriptionError(f"not an underlying name: {name!r:.50}")
@@ -263,14 +268,8 @@ def parse_tokens(values: Any) -> set[int]:
 
 def parse_chains(values: Any) -> set[Chain]:
     """`["NIFTY:2026-12-03", ...]` (or a comma-separated string): an underlying and an expiry date each."""
-    if values is None:
-        return set()
-    if isinstance(values, str):
-        values = values.split(",")
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise SubscriptionError("chains must be a list of 'UNDERLYING:YYYY-MM-DD' (or a comma-separated string)")
     chains = set()
-    for value in (v.strip() for v in values if v.strip()):
+    for value in _texts(values, "chains must be a list of 'UNDERLYING:YYYY-MM-DD'"):
         name, _, expiry = value.rpartition(":")
         try:
             (underlying,) = parse_underlyings([name]) if name.strip() else ()
