@@ -22,7 +22,6 @@ task_reject_on_worker_lost = True
 # One message at a time per process: an order must not wait behind another
 # prefetched one, and an unacked prefetched message is what redelivery duplicates.
 worker_prefetch_multiplier = 1
-worker_consumer = "workers.consumer:Consumer"  # survives a Redis restart (see workers/consumer.py)
 task_track_started = True
 result_expires = 24 * 3600
 broker_connection_retry_on_startup = True

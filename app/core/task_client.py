@@ -7,9 +7,11 @@ current app, so a worker process keeps its own as `current_app`.
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from celery import Celery
 
+from app.core import broker_transport
 from app.core.config import get_settings
 
 
@@ -20,6 +22,8 @@ def configure_celery(celery: Celery) -> Celery:
     transport = {"visibility_timeout": settings.celery_visibility_timeout}
     celery.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url,
                        broker_transport_options=transport, result_backend_transport_options=transport)
+    if urlsplit(settings.redis_url).scheme in ("redis", "rediss"):  # (a sentinel:// URL keeps kombu's own)
+        celery.conf.broker_transport = broker_transport.TRANSPORT  # survives a Redis restart
     return celery
 
 

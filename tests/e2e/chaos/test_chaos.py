@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import pytest
 import redis
@@ -21,7 +22,7 @@ import requests
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from app.models import Batch, Order
+from app.models import Batch, Order, OrderEvent
 from tests.e2e.chaos.stack import ACCOUNTS, ADMIN_KEY, ChaosStack
 
 ORDERS = int(os.environ.get("CHAOS_ORDERS", "120"))
@@ -73,6 +74,7 @@ class Monkey(threading.Thread):
         self.stack, self.symbols, self.doomed, self.rng = stack, symbols, doomed, rng
         self.done = threading.Event()
         self.injected: Counter = Counter()
+        self.timeline: list[tuple[datetime, str]] = []  # when each fault struck, for the report
 
     def run(self) -> None:
         actions = [self.kill_worker, self.restart_redis, self.timeout_after_accept, self.broker_5xx,
@@ -83,6 +85,7 @@ class Monkey(threading.Thread):
             action = actions[n % len(actions)]
             n += 1
             try:
+                self.timeline.append((datetime.now(timezone.utc), action.__name__))
                 action()
                 self.injected[action.__name__] += 1
             except Exception as exc:  # a fault that could not be injected is reported, not fatal
@@ -218,6 +221,11 @@ def test_invariants_hold_under_chaos(stack):
             elif n != 1:
                 wrong.append((o.id, o.status, n, o.error))
         statuses = Counter(o.status for o in orders)
+        # Orders that never reached the broker (expired, or still waiting) say why in their events.
+        stranded = {o.id: [(e.at, e.from_status, e.to_status, e.attempt, e.detail) for e in
+                           session.scalars(select(OrderEvent).where(OrderEvent.order_id == o.id)
+                                           .order_by(OrderEvent.id))]
+                    for o in orders if o.status in ("EXPIRED", "QUEUED", "SUBMITTING")}
         checks["exactly one broker order per order (or dead-lettered with reason, or expired and never placed)"] = (
             not wrong, f"{len(orders)} orders {dict(statuses)}; violations {wrong[:5]}")
 
@@ -257,9 +265,21 @@ def test_invariants_hold_under_chaos(stack):
     print(f"{'invariant':<70}result")
     for name, (ok, note) in checks.items():
         print(f"  {name:<68}{'PASS' if ok else 'FAIL'}  {note}")
+    _print_stranded(stranded, monkey.timeline)
     assert sum(v for k, v in monkey.injected.items() if "failed" not in k) >= 3, monkey.injected
     failed = [name for name, (ok, _) in checks.items() if not ok]
     assert not failed, f"invariants broken: {failed}; logs in {stack.logdir}"
+
+
+def _print_stranded(stranded: dict, timeline: list) -> None:
+    """The faults' times and the events of each order that never reached the broker, side by side."""
+    if not stranded:
+        return
+    print("faults: " + ", ".join(f"{at:%H:%M:%S.%f}"[:-3] + f" {name}" for at, name in timeline))
+    for order_id, events in stranded.items():
+        print(f"order {order_id}:")
+        for at, before, after, attempt, detail in events:
+            print(f"  {at:%H:%M:%S.%f}"[:-3] + f" {before} → {after} attempt {attempt} {detail}")
 
 
 def _wait_until_settled(engine) -> float:
