@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from app.core.task_client import send_task
+from app.core.task_client import send_untracked
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ CANCEL = "workers.tasks.orders.cancel_order"
 
 def _send(name: str, args: list, kwargs: dict | None = None, **options) -> bool:
     try:
-        send_task(name, args, kwargs, **options)
+        send_untracked(name, args, kwargs, **options)
         return True
     except Exception:
         log.exception("order task not enqueued; the reconciler will pick it up", extra={"task": name})

@@ -19,7 +19,7 @@ import requests
 from app.core.cluster_metrics import ClusterCounter
 from app.core.crypto import decrypt
 from app.core.db import session_scope
-from app.core.task_client import send_task
+from app.core.task_client import send_untracked
 from app.models import WebhookAttempt, WebhookDelivery, utcnow
 from app.core.timestamps import iso
 from app.webhooks import pinned, registry
@@ -70,7 +70,7 @@ def create_deliveries(session, account_id: str, event: str, data: dict) -> list[
 
 
 def enqueue(delivery_id: str, round_start: int = 0) -> None:
-    send_task(DELIVER_TASK, args=[delivery_id, round_start], queue="webhooks")
+    send_untracked(DELIVER_TASK, args=[delivery_id, round_start], queue="webhooks")
 
 
 def stranded(settings: WebhookSettings | None = None) -> list[tuple[str, int]]:

@@ -184,3 +184,27 @@ def test_order_whose_enqueue_failed_is_requeued_at_the_next_reconciliation(order
     record = orders.wait_status(order_id, "COMPLETE")
     assert record["attempts"] == 1
     assert len(orders.broker_orders(record["tag"])) == 1
+
+
+def test_an_order_task_leaves_no_result_and_no_subscription_behind(orders, option, monkeypatch, test_env):
+    """The order's outcome is in the database: its task's result is neither stored by the worker nor
+    subscribed to by the sender (app.core.task_client.send_untracked)."""
+    import redis
+
+    from app.core import task_client
+
+    sent = []
+
+    def recording(*args, **kwargs):
+        task = task_client.send_untracked(*args, **kwargs)
+        sent.append(task.id)
+        return task
+
+    monkeypatch.setattr("app.orders.dispatch.send_untracked", recording)
+    placed = orders.place(market_order(option)).get_json()
+    orders.wait_status(placed["id"], "COMPLETE")
+    assert sent
+    client = redis.Redis.from_url(test_env.redis_url)
+    for task_id in sent:
+        assert client.pubsub_numsub(f"celery-task-meta-{task_id}")[0][1] == 0
+        assert not client.exists(f"celery-task-meta-{task_id}")
