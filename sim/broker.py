@@ -150,7 +150,9 @@ class Broker:
     def _after_change(self, account: Account, order: Order) -> None:
         delay = self.faults.settings.fill_delay_ms
         if delay > 0:
-            asyncio.get_running_loop().call_later(delay / 1000.0, self._match, account, order, True)
+            # Market steps meanwhile must not fill it early (match_all): it waits the whole delay.
+            order.fill_delayed = True
+            asyncio.get_running_loop().call_later(delay / 1000.0, self._match_delayed, account, order)
         else:
             self._match(account, order, True)
 
@@ -227,8 +229,14 @@ class Broker:
                 continue
             self._match(account, order, False)
 
+    def _match_delayed(self, account: Account, order: Order) -> None:
+        order.fill_delayed = False
+        self._match(account, order, True)
+
     def _match(self, account: Account, order: Order, arriving: bool) -> None:
         if order.status not in RESTING:
+            return
+        if order.fill_delayed:
             return
         if not market_hours.is_open():   # nothing trades while the market is closed
             return

@@ -176,6 +176,7 @@ class Order:
     modifications: int = 0
     expires_at: float | None = None   # TTL validity, on the session clock
     book_seen: int = -1               # the book refresh this order last took liquidity from
+    fill_delayed: bool = False        # waiting out the faults' fill_delay_ms: market steps do not fill it
     iceberg: object = None            # sim.iceberg.Iceberg when this is one of its legs
 
     def __post_init__(self) -> None:
