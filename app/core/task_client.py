@@ -48,7 +48,8 @@ class SentTask:
 def send_untracked(name: str, args: list | tuple = (), kwargs: dict | None = None, **options) -> SentTask:
     """Send a task whose outcome is recorded elsewhere (an order's, a webhook delivery's: in the database).
     Its result is not stored, and the sender neither subscribes to it nor builds a result backend for it:
-    per order, Celery would otherwise open a Redis subscription in the web process that nothing reads (a
-    backend per request greenlet, a tenth of the web's CPU per order) and write two results in the worker."""
+    per order, Celery would otherwise subscribe the web process to a result channel that nothing reads,
+    building a result backend per request greenlet (a tenth of the web's CPU per order, under load), and
+    the worker would write two results."""
     return celery_client().send_task(name, args=list(args), kwargs=kwargs or {}, ignore_result=True,
                                      add_to_parent=False, result_cls=SentTask, **options)

@@ -53,4 +53,3 @@ def test_a_task_acknowledged_after_redis_was_lost_is_logged_not_fatal(celery_on_
     with caplog.at_level(logging.CRITICAL, logger="broker-loss-test"):
         message.ack_log_error(logging.getLogger("broker-loss-test"), errors)
     assert "Couldn't ack" in caplog.text
-
