@@ -27,7 +27,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ws_fanout import cpu_seconds, rss_kib  # noqa: E402
+from bench.ws_fanout import cpu_seconds, rss_kib, stop_all  # noqa: E402
 
 FRAME_S = 0.01  # the pump receives a frame about every 10 ms per connection
 LATENCY_SAMPLE = 50_000  # latencies each client process reports per rate (a uniform sample, plus the max)
@@ -420,18 +419,7 @@ def main() -> None:
             proc.stdin.write("QUIT\n")
             proc.stdin.flush()
     finally:
-        for process in reversed(processes):
-            if isinstance(process, GunicornServer):
-                process.stop()
-            elif process.poll() is None:
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGTERM)
-                    try:
-                        process.wait(10)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+        stop_all(processes, exit_wait_s=5.0, term_wait_s=10.0)  # the clients were told QUIT: let them report
         env.close()
         private_redis.stop()
 

@@ -191,16 +191,31 @@ def main() -> None:
               f"idle ({(rss_idle - rss_empty) * per_socket:.0f} KiB per socket), {rss_after / 1024:.0f} MiB after "
               f"the updates ({(rss_after - rss_empty) * per_socket:.0f} KiB per socket)")
     finally:
-        for process in reversed(processes):
-            if isinstance(process, GunicornServer):
-                process.stop()
-            elif process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_all(processes)
         env.close()
+
+
+def stop_all(processes: list, exit_wait_s: float = 0.0, term_wait_s: float = 15.0) -> None:
+    """Stop the bench's processes, newest first: the web server its own way; the others get `exit_wait_s` to
+    end by themselves (told to), then SIGTERM and `term_wait_s`, then SIGKILL."""
+    from tests.support.processes import GunicornServer
+
+    for process in reversed(processes):
+        if isinstance(process, GunicornServer):
+            process.stop()
+            continue
+        if process.poll() is not None:
+            continue
+        try:
+            process.wait(exit_wait_s)
+            continue
+        except subprocess.TimeoutExpired:
+            pass
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(term_wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 if __name__ == "__main__":
