@@ -87,12 +87,6 @@ def build_rows(market, kind: int, idx: np.ndarray) -> np.ndarray:
     return rows
 
 
-def build_tables(market) -> dict[int, np.ndarray]:
-    """One packet per instrument for every kind (tools and tests; the ticker builds rows per frame)."""
-    every = np.arange(market.n)
-    return {kind: build_rows(market, kind, every) for kind in _DTYPES}
-
-
 def packet_kinds(modes: np.ndarray, is_index: np.ndarray) -> np.ndarray:
     """Table kind for each subscription: its mode, shifted to the index layouts for indices."""
     return (modes + np.where(is_index & (modes > LTP), 2, 0)).astype(np.int8)

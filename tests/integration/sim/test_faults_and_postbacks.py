@@ -111,12 +111,14 @@ def test_fill_delay(broker, kite):
     assert wait_for(lambda: kite.order_history(oid)[-1]["status"] == "COMPLETE", 3, 0.2)
 
 
-def test_a_delayed_fill_waits_out_its_delay_while_the_market_moves(broker, kite):
+def test_a_delayed_fill_waits_out_its_delay_while_the_market_moves():
     """Market steps match resting orders; one waiting for its fill delay is not filled early by them
-    (a kill-switch test's buy-back filled at once in a full run, when an earlier test left the market moving)."""
-    was_frozen = broker.market()["frozen"]
-    broker.set_market(frozen=False)
-    try:
+    (a kill-switch test's buy-back filled at once in a full run, when an earlier test left the market moving).
+    On a broker of its own: it moves the market."""
+    from sim.harness import PaperBroker
+
+    with PaperBroker(seed=13) as broker:
+        kite = KiteConnect("delay-key", access_token="delay-token", root=broker.root)
         broker.set_faults(fill_delay_ms=1500)
         inst = option(kite)
         oid = place(kite, inst)
@@ -127,9 +129,6 @@ def test_a_delayed_fill_waits_out_its_delay_while_the_market_moves(broker, kite)
         assert kite.order_history(oid)[-1]["status"] == "OPEN"
         assert wait_for(lambda: kite.order_history(oid)[-1]["status"] == "COMPLETE", 5, 0.1)
         assert time.monotonic() - placed_at >= 1.4
-    finally:
-        broker.set_faults(fill_delay_ms=0)
-        broker.set_market(frozen=was_frozen)
 
 
 def test_fault_endpoint_rejects_unknown_settings(broker):
