@@ -117,7 +117,7 @@ def test_a_delayed_fill_waits_out_its_delay_while_the_market_moves():
     On a broker of its own: it moves the market."""
     from sim.harness import PaperBroker
 
-    with PaperBroker(seed=13) as broker:
+    with PaperBroker(seed=13, rate_limits=False) as broker:  # it polls order_history
         kite = KiteConnect("delay-key", access_token="delay-token", root=broker.root)
         broker.set_faults(fill_delay_ms=1500)
         inst = option(kite)
