@@ -5,6 +5,7 @@
 Prints medians (ticks/s) of:
 - workers.stream.frames.decode_frame vs kiteconnect's KiteTicker._parse_binary,
   on full-mode and quote-mode frames of 100, 500 and 1,000 packets;
+- frames.decode_frames on the pump's batches at market scale: hundreds of full-mode frames at once;
 - frames.to_json_ticks (rows back to dicts, done once per published batch);
 - GreeksEnricher.compute (IV + Greeks for a batch of option ticks), when app.greeks is present.
 Frames are built with struct from the wire spec (tests/support/stream_frames.py).
@@ -57,6 +58,12 @@ def bench_decode(repeat: int) -> None:
     theirs = median_rate(lambda: kite._parse_binary(mixed), 1000, repeat)
     ours = median_rate(lambda: frames.decode_frame(mixed), 1000, repeat)
     print(f"{'mixed':<6}{1000:>8}{theirs:>20,.0f}{ours:>20,.0f}{ours / theirs:>9.1f}x")
+    # What the pump decodes at once at market scale: every frame that waited (tens of packets each).
+    print(f"{'frames':>7}{'x packets':>10}{'decode_frames ticks/s':>23}{'ms per call':>13}")
+    for count, size in ((100, 30), (1000, 30), (500, 100), (2000, 50)):
+        batch = [frame([random_packet(rng, "full", NFO) for _ in range(size)]) for _ in range(count)]
+        rate = median_rate(lambda: frames.decode_frames(batch), count * size, repeat)
+        print(f"{count:>7}{size:>10}{rate:>23,.0f}{1000 * count * size / rate:>13.2f}")
 
 
 def bench_enrich(repeat: int) -> None:

@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.stream import metrics
+from workers.stream import metrics, resp
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +113,18 @@ class RedisPublisher:
         if not self.breaker.allow():
             self.dropped_batches += 1
             return PublishResult.BREAKER_OPEN
+        pairs = list(messages.items()) if isinstance(messages, dict) else messages
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for channel, payload in (messages.items() if isinstance(messages, dict) else messages):
-                pipe.publish(channel, payload)
-            if latest:
-                pipe.hset(self.latest_key, mapping=latest)
-            pipe.execute()
+            packed = resp.pack(pairs, self.latest_key, latest)
+            if packed is not None:
+                self._send(*packed)
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for channel, payload in pairs:
+                    pipe.publish(channel, payload)
+                if latest:
+                    pipe.hset(self.latest_key, mapping=latest)
+                pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self.dropped_batches += 1
             self.breaker.record_failure()
@@ -128,6 +133,27 @@ class RedisPublisher:
         self.breaker.record_success()
         self.published_batches += 1
         return PublishResult.PUBLISHED
+
+    def _send(self, packed: bytes, commands: int) -> None:
+        """What a redis-py pipeline does with its packed commands: one write, then every reply read
+        (an error reply raised once all are read, so the connection stays in step)."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([packed], check_health=False)  # a list of chunks
+            error = None
+            for _ in range(commands):
+                try:
+                    connection.read_response()
+                except redis.ResponseError as exc:
+                    error = error or exc
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            pool.release(connection)
+        if error is not None:
+            raise error
 
 
 class PublishStage:

@@ -61,3 +61,19 @@ def test_survives_redis_stop_and_resumes_after_restart(private_redis):
     assert result is PublishResult.PUBLISHED
     assert publisher.breaker.state is BreakerState.CLOSED
     assert redis.Redis.from_url(private_redis.url).hget("ticks:latest", "1") == b"back"
+
+
+def test_an_error_reply_fails_the_batch_and_leaves_the_connection_in_step(redis_url):
+    key = f"test:latest:{uuid.uuid4().hex}"
+    publisher = RedisPublisher.from_url(redis_url, latest_key=key)
+    client = redis.Redis.from_url(redis_url)
+    client.set(key, "not a hash")  # HSET answers WRONGTYPE after the PUBLISH before it was answered
+    try:
+        assert publisher.publish([("test:errors", "m")], {1: "one"}) is PublishResult.REDIS_ERROR
+        client.delete(key)
+        # The next batch reads its own replies, not the failed one's.
+        assert publisher.publish([("test:errors", "m"), ("test:errors", "n")], {1: "one", 2: "two"}) \
+            is PublishResult.PUBLISHED
+        assert client.hgetall(key) == {b"1": b"one", b"2": b"two"}
+    finally:
+        client.delete(key)
