@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 _ids = itertools.count(1)
 
@@ -76,6 +76,7 @@ class Outbox:
         self.overflowed_at: float | None = None  # time.monotonic() of the overflow
         self.dropped_total = 0
         self._dropped_unreported = 0
+        self._sending = False  # the sender took frames and has not written them all yet
 
     @property
     def overflowed(self) -> bool:
@@ -98,6 +99,20 @@ class Outbox:
                 self._dropped_unreported += 1
             self._frames.append(item)
         self._ready.set()
+        return True
+
+    def offer_now(self, item: Outgoing, write: Callable[[bytes], int | None]) -> bool:
+        """Write a shared frame at once with `write` (SerialSocket.try_send) when nothing is
+        waiting or being written before it; False when it must be offered instead. A frame
+        `write` began but could not finish wakes the sender to finish it."""
+        with self._lock:
+            if self._frames or self._replies or self._sending or self.closed or self.overflowed:
+                return False
+            left = write(item.frame())
+            if left is None:
+                return False
+        if left:
+            self._ready.set()
         return True
 
     def reply(self, item: Outgoing) -> bool:
@@ -127,7 +142,13 @@ class Outbox:
             self._reply_bytes = 0
             self._frames.clear()
             dropped, self._dropped_unreported = self._dropped_unreported, 0
+            self._sending = bool(items)
         return items, dropped
+
+    def sent(self) -> None:
+        """The sender wrote what it took: the hub may write directly again."""
+        with self._lock:
+            self._sending = False
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -142,6 +163,9 @@ class Client:
     id: int = field(default_factory=lambda: next(_ids))
     connected_at: float = field(default_factory=time.time)
     abort: Any = None  # callable that tears the socket down (set by the connection)
+    # Writes a shared frame now if the socket takes it (SerialSocket.try_send; set by the connection
+    # once its first frames are out); None: every frame goes through the outbox.
+    write_now: Any = None
 
 
 @dataclass(eq=False)

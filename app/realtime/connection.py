@@ -32,23 +32,68 @@ class SerialSocket:
     simple_websocket writes with ``sock.send`` from two threads (ours and its
     ping/pong thread); a partial or interleaved write (possible under gevent with
     large frames) would corrupt the stream, so writes go through one lock and sendall.
+
+    The hub writes tick frames straight from its own thread when the socket takes them at once
+    (``try_send``): no wake-up of the connection's sender per frame. What such a write leaves of a
+    frame waits in ``pending`` and goes out before anything else is written.
     """
 
     def __init__(self, sock) -> None:
         self._sock = sock
         self._lock = threading.Lock()
+        self._pending = b""  # the rest of a frame try_send began: written before anything else
+        # gevent's socket waits (switching greenlets) on a full buffer unless told timeout=0.
+        self._gevent = type(sock).__module__.startswith("gevent")
         self.closing = False  # the server has sent its close frame
+        self.sealed = False  # the server is closing: no more frames from try_send
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            # send() until all is written, rather than gevent's sendall(), which asks the kernel for
-            # the socket's buffer size (a system call) on every write.
-            view, sent = memoryview(data), 0
-            while sent < len(data):
-                sent += self._sock.send(view[sent:])
+            if self._pending:
+                pending, self._pending = self._pending, b""
+                self._write(pending)
+            self._write(data)
         return len(data)
 
     sendall = send
+
+    def _write(self, data: bytes) -> None:
+        # send() until all is written, rather than gevent's sendall(), which asks the kernel for
+        # the socket's buffer size (a system call) on every write.
+        view, sent = memoryview(data), 0
+        while sent < len(data):
+            sent += self._sock.send(view[sent:])
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Write (waiting as needed) what try_send left of a frame."""
+        self.send(b"")
+
+    def try_send(self, frame: bytes) -> int | None:
+        """Write a whole frame without waiting: the bytes of it left in `pending` for flush (0: the
+        socket took all of it), or None when nothing was written (the buffer is full, another write
+        is under way or left a rest, or the socket is closing or broken: the frame then goes through
+        the outbox and the sender, which deals with all of those)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._pending or self.sealed or self.closing:
+                return None
+            try:
+                if self._gevent:
+                    sent = self._sock.send(frame, 0, timeout=0.0)
+                else:
+                    sent = self._sock.send(frame, socket.MSG_DONTWAIT)
+            except OSError:  # EAGAIN, or a dead socket the sender will meet in its turn
+                return None
+            if sent < len(frame):
+                self._pending = frame[sent:]
+            return len(self._pending)
+        finally:
+            self._lock.release()
 
     @property
     def writing(self) -> bool:
@@ -128,6 +173,8 @@ def serve(ws, client: Client, hub: RealtimeHub, first: list[str],
 
 def close(ws, code: int, reason: str) -> None:
     """Send the close frame, and read nothing more of the client's."""
+    if isinstance(ws.sock, SerialSocket):
+        ws.sock.sealed = True  # the hub writes no frame after it
     ws.close(code, reason)
     if isinstance(ws.sock, SerialSocket):
         ws.sock.closing = True
@@ -136,6 +183,12 @@ def close(ws, code: int, reason: str) -> None:
 def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int],
                expires_at: float | None) -> None:
     outbox = client.outbox
+    sock = ws.sock
+
+    def write_now(frame: bytes) -> int | None:  # not after a close frame, the client's or ours
+        return sock.try_send(frame) if ws.connected else None
+
+    client.write_now = write_now  # the `first` frames are out: from now on the hub may write
     while True:
         if outbox.overflowed:
             hub.record_slow_disconnect()
@@ -151,6 +204,8 @@ def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int
         items, dropped = outbox.take(IDLE_WAIT_S if left_s is None else min(IDLE_WAIT_S, left_s))
         if outbox.closed or not ws.connected:
             return
+        if ws.sock.pending:
+            ws.sock.flush()
         if dropped:
             ws.send(json.dumps({"type": "dropped", "count": dropped, "total": outbox.dropped_total}))
         frames: list[bytes] = []  # shared frames, written together: one system call for a backlog
@@ -169,6 +224,7 @@ def _send_loop(ws, client: Client, hub: RealtimeHub, skip_through: dict[str, int
             if item.published_at is not None:
                 metrics.ORDER_UPDATE_LATENCY.observe(max(0.0, time.time() - item.published_at))
         _write(ws, frames)
+        outbox.sent()
 
 
 def _write(ws, frames: list[bytes]) -> None:

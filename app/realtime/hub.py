@@ -355,6 +355,10 @@ class RealtimeHub:
         offered = lost = 0
         for client in clients:
             outbox = client.outbox
+            write_now = client.write_now
+            if item.shared and write_now is not None and outbox.offer_now(item, write_now):
+                offered += 1  # written already: no wake-up of the client's sender
+                continue
             before = outbox.dropped_total
             outbox.offer(item)
             lost += outbox.dropped_total - before
