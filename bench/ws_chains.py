@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ws_fanout.py --watch-chains [--clients 2000] [--chains 135] [--strikes 100]
         [--ticks-per-s 50000,20000,5000] [--web-workers 1] [--client-procs 2] [--seconds 10]
+        [--client raw|aiohttp] [--no-redis-baseline]
 
 - The web process runs as production runs it: `gunicorn -c gunicorn.conf.py -k gevent -w W wsgi:app`
   (`--web-workers 2`: two workers behind the same Redis, the scale-out figure).
