@@ -480,7 +480,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.chain_client:
-        asyncio.run(run_chain_clients(args.url, args.key, args.watch.split(","), args.redis_url, args.client))
+        asyncio.run(run_chain_clients(args.url, args.key, [c for c in args.watch.split(",") if c], args.redis_url,
+                                      args.client))
         return
     rates = [float(r) for r in args.ticks_per_s.split(",")]
 
@@ -517,12 +518,16 @@ def main() -> None:
 
         clients = []
         connect_started = time.monotonic()
-        for p in range(args.client_procs):
-            mine = [names[i % len(names)] for i in range(p, args.clients, args.client_procs)]
+        # Client processes, and the plain Redis subscriber in a process of its own (at 50,000 ticks/s it
+        # parses ~45 MB/s: beside a client process's sockets it would hold up what they measure).
+        watch_lists = [[names[i % len(names)] for i in range(p, args.clients, args.client_procs)]
+                       for p in range(args.client_procs)] + ([] if args.no_redis_baseline else [[]])
+        for p, mine in enumerate(watch_lists):
+            baseline = p == args.client_procs
             proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "ws_chains.py"), "--chain-client",
                                      "--url", web.url.replace("http", "ws", 1), "--key", API_KEYS["admin"],
-                                     "--client", args.client,
-                                     "--watch", ",".join(mine), *(["--redis-url", env.redis_url] if p == 0 and not args.no_redis_baseline else [])],
+                                     "--client", args.client, "--watch", ",".join(mine),
+                                     *(["--redis-url", env.redis_url] if baseline else [])],
                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             processes.append(proc)
             clients.append(proc)
@@ -552,7 +557,8 @@ def main() -> None:
             wall = time.monotonic() - wall
             used = {pid: cpu_seconds(pid) - before for pid, before in cpu.items()}
             results = _mark(clients)
-            _report(rate, fed, results, used, wall, workers, [c.pid for c in clients], connected)
+            _report(rate, fed, results, used, wall, workers, [c.pid for c in clients[:args.client_procs]],
+                    [c.pid for c in clients[args.client_procs:]], connected)
             _relay_status(web.url, API_KEYS["admin"])
             time.sleep(2.0)  # a backlog left by this rate is not counted in the next
         rss_after = sum(rss_kib(w) for w in workers)
@@ -590,7 +596,7 @@ def _relay_status(url: str, key: str) -> None:
 
 
 def _report(rate: float, fed: dict, results: list[dict], used: dict[int, float], wall: float,
-            workers: list[int], client_pids: list[int], connected: int) -> None:
+            workers: list[int], client_pids: list[int], baseline_pids: list[int], connected: int) -> None:
     latencies = sorted(x for r in results for x in r["latencies"])
     redis_latencies = sorted(x for r in results for x in r["redis_latencies"])
     worst = max((r["max"] for r in results), default=0.0)
@@ -621,7 +627,8 @@ def _report(rate: float, fed: dict, results: list[dict], used: dict[int, float],
           f"client errors {sum(r['errors'] for r in results)}")
     print(f"CPU (share of one core): web {100 * web_cpu:.0f}% ({len(workers)} worker(s)), "
           f"clients {100 * client_cpu:.0f}% "
-          f"({len(client_pids)} processes), publisher {100 * used[os.getpid()] / wall:.0f}%; load average "
+          f"({len(client_pids)} processes), plain Redis subscriber {100 * sum(used[b] for b in baseline_pids) / wall:.0f}%, "
+          f"publisher {100 * used[os.getpid()] / wall:.0f}%; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
