@@ -15,8 +15,8 @@ from workers.stream.batcher import TickBatcher
 
 log = logging.getLogger(__name__)
 
-# Frames decoded in one vectorised pass: enough to spread its fixed cost (frames of a market-scale
-# connection hold tens of packets), few enough that its index arrays stay small (packets x 184 x 8 B).
+# Frames decoded in one compiled pass: enough to spread its fixed cost (frames of a market-scale
+# connection hold tens of packets), few enough that one batch of rows stays small (packets x 380 B).
 DECODE_FRAMES_AT_ONCE = 256
 
 
@@ -73,7 +73,7 @@ class FramePump:
         return items
 
     def _decode(self, items: list[tuple[str, bytes, float]]) -> None:
-        """Decode frames together (one vectorised pass) and queue their ticks in the batcher."""
+        """Decode frames together (one compiled pass) and queue their ticks in the batcher."""
         rows, malformed = frames.decode_frames([payload for _, payload, _ in items])
         if malformed:
             metrics.FRAMES_MALFORMED.inc(malformed)
