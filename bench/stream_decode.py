@@ -7,7 +7,9 @@ Prints medians (ticks/s) of:
   on full-mode and quote-mode frames of 100, 500 and 1,000 packets;
 - frames.decode_frames on the pump's batches at market scale: hundreds of full-mode frames at once;
 - frames.to_json_ticks (rows back to dicts, done once per published batch);
-- GreeksEnricher.compute (IV + Greeks for a batch of option ticks), when app.greeks is present.
+- GreeksEnricher.compute (IV + Greeks for a batch of option ticks), when app.greeks is present;
+- TickBatcher.flush of 2,000 / 5,000 / 20,000 FULL option ticks (Greeks, tick JSON, a message per chain)
+  and the packing of its Redis commands (workers/stream/resp.py), without Redis.
 Frames are built with struct from the wire spec (tests/support/stream_frames.py).
 """
 from __future__ import annotations
@@ -98,12 +100,46 @@ def bench_enrich(repeat: int) -> None:
         print(f"{n:>8}{rate:>18,.0f}{1000 * n / rate:>14.2f}")
 
 
+def bench_flush(repeat: int) -> None:
+    """A flush as the stream does it, without Redis: newest tick per token, Greeks, tick JSON, one message per
+    chain (TickBatcher.flush with a recording publisher), then the Redis commands packed (resp.pack)."""
+    from bench.ws_chains import Recorder, build_market
+    from workers.stream import resp
+    from workers.stream.batcher import TickBatcher
+    from workers.stream.enrich import GreeksEnricher
+
+    book, rows = build_market(135, 100)  # 27,000 options over 135 chains, FULL rows with depth
+    rng = np.random.default_rng(3)
+    print(f"{'ticks':>8}{'flush ms':>10}{'us/tick':>9}{'pack ms':>9}{'messages':>10}{'MB':>6}")
+    for n in (2000, 5000, 20000):
+        recorder = Recorder()
+        batcher = TickBatcher(recorder, book, GreeksEnricher(), window_ms=100, max_size=10**6)
+        flushes, packs = [], []
+        for _ in range(repeat):
+            picked = rows[rng.choice(len(rows), n, replace=False)].copy()
+            picked["last_price"] = np.round(picked["last_price"] * (1 + rng.normal(0, 0.001, n)), 2)  # whole paise
+            batcher.add(picked)
+            started = time.perf_counter()
+            batcher.flush()
+            flushes.append(time.perf_counter() - started)
+            messages = recorder.flushes[-1]
+            latest = dict(zip(picked["instrument_token"].tolist(), frames.to_json_texts(picked)))
+            started = time.perf_counter()
+            resp.pack(messages, "ticks:latest", latest)
+            packs.append(time.perf_counter() - started)
+        flush = statistics.median(flushes)
+        size = sum(len(text) for _, text in messages) / 1e6
+        print(f"{n:>8}{flush * 1e3:>10.1f}{flush / n * 1e6:>9.1f}{statistics.median(packs) * 1e3:>9.1f}"
+              f"{len(messages):>10}{size:>6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     bench_decode(args.repeat)
     bench_enrich(args.repeat)
+    bench_flush(max(5, args.repeat // 3))
 
 
 if __name__ == "__main__":
