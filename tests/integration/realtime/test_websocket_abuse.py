@@ -17,6 +17,7 @@ import time
 import zlib
 
 import pytest
+import redis
 import requests
 import websocket
 
@@ -34,7 +35,8 @@ HEALTH_WITHIN_S = 1.0
 RSS_GROWTH_BOUND_MB = 64
 ADMIN = API_KEYS["admin"]
 # One key per attack, so one attack's sockets (closing in the background) never count against another's.
-KEYS = {name: f"{name}-{os.urandom(6).hex()}" for name in ("flood", "extra", "size", "pings", "ticks", "fuzz")}
+KEYS = {name: f"{name}-{os.urandom(6).hex()}" for name in ("flood", "extra", "size", "pings", "ticks", "fuzz",
+                                                           "chains")}
 SMALL_RCVBUF = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
 
 
@@ -283,6 +285,33 @@ def test_the_token_cap_holds_for_the_socket_not_each_message(web, vitals):
     print(f"{sent / 1e6:.1f} MB of subscribe messages answered with {received / 1e6:.2f} MB")
     assert received <= sent / 10
     ws.close()
+    vitals.assert_healthy()
+
+
+def test_a_chain_watcher_that_stops_reading_gets_every_frame_whole_and_in_order_and_holds_up_no_one(web, vitals):
+    # The hub writes chain frames straight to the sockets (gevent: without waiting); a socket with no
+    # room takes part of a frame, and the rest must go before anything else: 50 KB frames, a 16 KB send
+    # buffer and a 4 KB receive buffer make it happen on nearly every frame to the reader that waits.
+    underlying = f"t{os.urandom(4).hex()}"
+    path = f"/ws/ticks?chain={underlying.upper()}:2030-01-03"
+    (_, slow), (_, fast) = attempt(web, path, KEYS["chains"], sockopt=SMALL_RCVBUF), attempt(web, path, KEYS["chains"])
+    publisher = redis.Redis.from_url(os.environ["REDIS_URL"])
+    count = 40
+    for seq in range(count):
+        publisher.publish(f"ticker:{underlying}:options", json.dumps(
+            {"type": "ticks", "channel": f"ticker:{underlying}:options", "underlying": underlying.upper(),
+             "kind": "options", "expiry": "2030-01-03", "published_at": "2030-01-01T09:15:00.000Z", "count": 1,
+             "ticks": [{"instrument_token": 1, "seq": seq, "pad": "x" * 50_000}]}, separators=(",", ":")))
+
+    def seqs(ws) -> list[int]:
+        ws.settimeout(10)
+        return [json.loads(ws.recv())["ticks"][0]["seq"] for _ in range(count)]
+
+    assert seqs(fast) == list(range(count))  # while the other has not read a byte
+    time.sleep(0.5)
+    assert seqs(slow) == list(range(count))  # whole (each parses) and in order, none dropped (the outbox holds 50)
+    fast.close()
+    slow.close()
     vitals.assert_healthy()
 
 
