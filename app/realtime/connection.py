@@ -85,8 +85,10 @@ class SerialSocket:
             try:
                 if self._gevent:
                     sent = self._sock.send(frame, 0, timeout=0.0)
-                else:
+                elif self._sock.gettimeout() is None:  # blocking: MSG_DONTWAIT keeps this one call from waiting
                     sent = self._sock.send(frame, socket.MSG_DONTWAIT)
+                else:  # Python would wait for room (up to the timeout) before sending
+                    return None
             except OSError:  # EAGAIN, or a dead socket the sender will meet in its turn
                 return None
             if sent < len(frame):

@@ -55,6 +55,9 @@ def test_no_frame_is_written_past_the_close_or_while_another_write_holds_the_soc
     frame = Outgoing(text="tick", shared=True).frame()
     with ours._lock:  # the sender (or simple_websocket's thread) in a write
         assert ours.try_send(frame) is None
+    ours.settimeout(1)  # Python would wait for room before a send on such a socket: left to the sender
+    assert ours.try_send(frame) is None
+    ours.settimeout(None)
     ours.sealed = True
     assert ours.try_send(frame) is None
     theirs.setblocking(False)
