@@ -221,16 +221,6 @@ async def run_chain_clients(url: str, key: str, chains: list[str], redis_url: st
     stats = _fresh_stats()
     connected = closed = 0
     close_codes: dict[int, int] = {}
-    epoch_of: dict[str, float] = {}
-
-    def epoch(text: str) -> float:
-        at = epoch_of.get(text)
-        if at is None:
-            at = epoch_of[text] = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-            if len(epoch_of) > 10_000:
-                epoch_of.clear()
-        return at
-
     async def one(chain: str, session: aiohttp.ClientSession) -> None:
         nonlocal connected, closed
         try:
@@ -248,7 +238,7 @@ async def run_chain_clients(url: str, key: str, chains: list[str], redis_url: st
                         stats["messages"] += 1
                         stats["bytes"] += len(data)
                         if found:
-                            latency = now - epoch(found.group(1))
+                            latency = now - _epoch(found.group(1))
                             stats["max"] = max(stats["max"], latency)
                             stats["latencies"].append(latency)
                     elif data.startswith('{"type": "dropped"') or data.startswith('{"type":"dropped"'):
@@ -272,7 +262,7 @@ async def run_chain_clients(url: str, key: str, chains: list[str], redis_url: st
                     if message.get("type") == "pmessage":
                         found = _PUBLISHED_AT.search(message["data"][:400].decode())
                         if found:
-                            stats["redis"].append(time.time() - epoch(found.group(1)))
+                            stats["redis"].append(time.time() - _epoch(found.group(1)))
             except (OSError, redis.RedisError):
                 stats["redis_reconnects"] += 1
                 await asyncio.sleep(0.2)

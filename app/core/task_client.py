@@ -39,7 +39,7 @@ def send_task(name: str, args: list | tuple = (), kwargs: dict | None = None, **
 class SentTask:
     """What `send_untracked` gives back: the task's id, and no result backend behind it."""
 
-    __slots__ = ("id", "ignored")
+    __slots__ = ("id", "ignored")  # Celery's send_task sets `ignored` on the result it builds
 
     def __init__(self, task_id: str) -> None:
         self.id = task_id
@@ -51,5 +51,4 @@ def send_untracked(name: str, args: list | tuple = (), kwargs: dict | None = Non
     per order, Celery would otherwise subscribe the web process to a result channel that nothing reads,
     building a result backend per request greenlet (a tenth of the web's CPU per order, under load), and
     the worker would write two results."""
-    return celery_client().send_task(name, args=list(args), kwargs=kwargs or {}, ignore_result=True,
-                                     add_to_parent=False, result_cls=SentTask, **options)
+    return send_task(name, args, kwargs, ignore_result=True, add_to_parent=False, result_cls=SentTask, **options)
